@@ -1,0 +1,57 @@
+//! Bound engines over the IR. The CPU engine is the oracle for every other back end.
+//!
+//! Contract: for sample `i` with label `yᵢ` and every class `j ≠ yᵢ`, and every δ in the box,
+//! `f_{yᵢ}(xᵢ+δ) − f_j(xᵢ+δ) ≥ a_{ij}·δ + b_{ij}` (paper Eq. 3), evaluated in real arithmetic.
+
+use ndarray::{Array1, Array2};
+
+/// Which relaxation-based method computes the bounds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BoundMethod {
+    Ibp,
+    /// auto_LiRPA `method='backward'`.
+    Crown,
+    /// CROWN with lower ReLU slopes optimised per sample by projected gradient.
+    AlphaCrown { iterations: usize, learning_rate: f64 },
+}
+
+/// The set of perturbations: an axis-aligned box per flattened input coordinate.
+/// A universal ℓ∞ ball of radius ε is `lo = −ε, hi = ε`; per-channel ε makes it non-uniform.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeltaBox {
+    pub lo: Array1<f64>,
+    pub hi: Array1<f64>,
+}
+
+impl DeltaBox {
+    pub fn linf(dim: usize, eps: f64) -> Self {
+        DeltaBox {
+            lo: Array1::from_elem(dim, -eps),
+            hi: Array1::from_elem(dim, eps),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.lo.len()
+    }
+}
+
+/// Linear margin bounds of one sample with respect to the shared δ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleBounds {
+    pub label: usize,
+    /// The classes j ≠ label, ascending; row r of `a`/`b` belongs to `others[r]`.
+    pub others: Vec<usize>,
+    /// `[K−1, d]`: coefficients a_{ij}.
+    pub a: Array2<f64>,
+    /// `[K−1]`: biases b_{ij} (the bound's value at δ = 0).
+    pub b: Array1<f64>,
+    /// `[K−1]`: min over the box of a_{ij}·δ + b_{ij} (paper Eq. 2, concretised).
+    pub samplewise_lower: Array1<f64>,
+}
+
+/// Bounds for a batch of samples under one δ box and method.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MarginBounds {
+    pub samples: Vec<SampleBounds>,
+}

@@ -1,0 +1,1 @@
+//! Theorem 2 population bound (stub)
