@@ -13,6 +13,7 @@
 //! Semantics are real arithmetic over the stored `f64` parameters (converted exactly from the
 //! `f32` weight files). The perturbation enters at the input node; x + δ is never clipped.
 
+pub mod from_onnx;
 pub mod validate;
 
 pub use validate::validate;

@@ -1,0 +1,1 @@
+//! ONNX graph import into the IR (stub).
