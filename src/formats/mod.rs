@@ -30,3 +30,21 @@ pub enum FormatErrorKind {
     /// NaN or infinity in the data.
     NonFinite,
 }
+
+pub mod dataset;
+pub mod onnx;
+
+pub use dataset::{load_dataset, Dataset, DatasetSource, PixelLayout};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Named tensors of a weight file, chosen by extension: `.safetensors`, `.npz`, or `.onnx`
+/// (its initializers).
+pub fn load_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>, FormatError> {
+    Err(FormatError {
+        path: path.to_path_buf(),
+        message: "weight loading is not implemented yet".into(),
+        kind: FormatErrorKind::Unsupported,
+    })
+}
