@@ -1,1 +1,124 @@
-fn main() {}
+//! The `upcc` command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use upcc::diagnostics::{codes, render_ariadne, render_json, Diagnostic};
+use upcc::semantics;
+use upcc::source::SourceMap;
+
+#[derive(Parser)]
+#[command(
+    name = "upcc",
+    version,
+    about = "Certify neural networks against universal perturbations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum MessageFormat {
+    Human,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Colour in diagnostics (auto: only when stderr is a terminal).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    /// `json`: one JSON object per diagnostic on stdout, for editors.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, resolve and shape-check a spec, bind weights and data; no bounds are computed.
+    Check {
+        spec: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Print the long explanation of a diagnostic code, e.g. `upcc explain E0211`.
+    Explain { code: String },
+    // `upcc verify` (bounds, MILP, report) is added here by the driver work.
+}
+
+/// Exit codes: 0 ok, 1 errors reported, 2 usage or IO failure.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { spec, output } => check(&spec, &output),
+        Command::Explain { code } => match codes::explain(&code) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no diagnostic code `{code}` (codes look like E0211)");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn emit(sources: &SourceMap, diags: &[Diagnostic], output: &OutputArgs) {
+    if diags.is_empty() {
+        return;
+    }
+    match output.message_format {
+        MessageFormat::Json => print!("{}", render_json(sources, diags)),
+        MessageFormat::Human => {
+            let color = match output.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => std::io::stderr().is_terminal(),
+            };
+            eprint!("{}", render_ariadne(sources, diags, color));
+        }
+    }
+}
+
+fn check(spec: &std::path::Path, output: &OutputArgs) -> ExitCode {
+    if !spec.is_file() {
+        eprintln!("error: cannot read `{}`: no such file", spec.display());
+        return ExitCode::from(2);
+    }
+    let (sources, result) = semantics::check_file(spec);
+    match result {
+        Ok(program) => {
+            emit(&sources, &program.warnings, output);
+            if output.message_format == MessageFormat::Human {
+                eprintln!(
+                    "checked `{}`: {} network(s), {} dataset(s), {} perturbation(s), {} propert{}",
+                    spec.display(),
+                    program.networks.len(),
+                    program.datasets.len(),
+                    program.perturbations.len(),
+                    program.properties.len(),
+                    if program.properties.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            emit(&sources, &diags.items, output);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -4,6 +4,11 @@
 //! (`E0xxx` syntax, `E01xx` names/imports, `E02xx` shapes/constants, `E03xx` files and formats,
 //! `E04xx` lowering/engine, `E05xx` solver/driver) and each has a long explanation in [`codes`].
 
+pub mod codes;
+mod render;
+
+pub use render::{render_ariadne, render_json};
+
 use crate::source::Span;
 use serde::Serialize;
 

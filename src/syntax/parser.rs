@@ -15,9 +15,13 @@ struct UpcParser;
 /// the parser reached, naming the expected tokens in words.
 pub fn parse(source: SourceId, text: &str) -> Result<File, Diagnostic> {
     pest::set_error_detail(true);
-    let mut pairs = UpcParser::parse(Rule::file, text).map_err(|e| syntax_error(source, text, &e))?;
+    let mut pairs =
+        UpcParser::parse(Rule::file, text).map_err(|e| syntax_error(source, text, &e))?;
     let file = pairs.next().expect("the file rule always yields one pair");
-    let b = Builder { source };
+    let b = Builder {
+        source,
+        trivia: trivia_map(text),
+    };
     Ok(File {
         items: file
             .into_inner()
@@ -33,6 +37,8 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
             let mut words: Vec<String> = attempts
                 .expected_tokens()
                 .iter()
+                .map(|t| t.to_string())
+                .filter(|t| !is_name_fragment(t))
                 .map(|t| format!("`{t}`"))
                 .collect();
             for stack in attempts.call_stacks() {
@@ -49,9 +55,11 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
                 pest::error::InputLocation::Span((s, _)) => s,
             };
             let words = match &err.variant {
-                pest::error::ErrorVariant::ParsingError { positives, .. } => {
-                    positives.iter().filter_map(|r| rule_words(*r)).map(String::from).collect()
-                }
+                pest::error::ErrorVariant::ParsingError { positives, .. } => positives
+                    .iter()
+                    .filter_map(|r| rule_words(*r))
+                    .map(String::from)
+                    .collect(),
                 pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
             };
             (pos, words)
@@ -71,8 +79,20 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
         1 => expected[0].clone(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
-    Diagnostic::error("E0001", format!("syntax error: unexpected {found}"))
-        .with_primary(Span::new(source, pos, end), format!("expected {expected_text}"))
+    Diagnostic::error("E0001", format!("syntax error: unexpected {found}")).with_primary(
+        Span::new(source, pos, end),
+        format!("expected {expected_text}"),
+    )
+}
+
+/// Pieces of names and numbers (`_`, `e`, ...) that pest reports from inside atomic rules.
+/// Character ranges (`0..9`) and the builtin-rule marker are dropped too.
+fn is_name_fragment(token: &str) -> bool {
+    let chars: Vec<char> = token.chars().collect();
+    let is_range = chars.len() == 4 && chars[1] == '.' && chars[2] == '.';
+    is_range
+        || token == "BUILTIN_RULE"
+        || token.len() == 1 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The extent of the offending token: a word, or one character.
@@ -140,12 +160,44 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
 
 struct Builder {
     source: SourceId,
+    /// Per byte: is it whitespace or part of a comment (outside strings)?
+    trivia: Vec<bool>,
+}
+
+/// Marks whitespace and comment bytes, so spans can drop the trivia pest leaves at their end.
+fn trivia_map(text: &str) -> Vec<bool> {
+    let bytes = text.as_bytes();
+    let mut trivia = vec![false; bytes.len()];
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            in_string = !(b == b'"' || b == b'\n');
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'/' && bytes.get(i + 1) == Some(&b'/') {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                trivia[i] = true;
+                i += 1;
+            }
+            continue;
+        } else if b.is_ascii_whitespace() {
+            trivia[i] = true;
+        }
+        i += 1;
+    }
+    trivia
 }
 
 impl Builder {
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.source, s.start(), s.end())
+        let mut end = s.end();
+        while end > s.start() && self.trivia.get(end - 1) == Some(&true) {
+            end -= 1;
+        }
+        Span::new(self.source, s.start(), end)
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
@@ -186,7 +238,11 @@ impl Builder {
                         }
                     }
                 };
-                Item::Use(UseDecl { module, items, span })
+                Item::Use(UseDecl {
+                    module,
+                    items,
+                    span,
+                })
             }
             Rule::const_decl => Item::Const(ConstDecl {
                 name: self.ident(it.next().unwrap()),
@@ -324,7 +380,10 @@ impl Builder {
                 let parts: Vec<Pair<Rule>> = a.into_inner().collect();
                 let mut parts = parts.into_iter();
                 let (name, value) = if parts.len() == 2 {
-                    (Some(self.ident(parts.next().unwrap())), parts.next().unwrap())
+                    (
+                        Some(self.ident(parts.next().unwrap())),
+                        parts.next().unwrap(),
+                    )
                 } else {
                     (None, parts.next().unwrap())
                 };
