@@ -67,12 +67,32 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
     };
     expected.sort();
     expected.dedup();
+    // "a declaration" is noise when something more specific was expected at the same place.
+    if expected.len() > 1 {
+        expected.retain(|w| !w.starts_with("a declaration"));
+    }
     let pos = pos.min(text.len());
+    // A keyword where a name belongs: point at the keyword itself.
+    let word_start = text[..pos]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_')
+        .last()
+        .map_or(pos, |(i, _)| i);
+    let word = &text[word_start..pos];
+    if word_start < pos && KEYWORDS.contains(&word) && expected.iter().any(|w| w == "a name") {
+        return Diagnostic::error("E0001", format!("syntax error: `{word}` is a keyword"))
+            .with_primary(
+                Span::new(source, word_start, pos),
+                "expected a name, found a keyword",
+            )
+            .with_help(format!("choose another name, e.g. `{word}_`"));
+    }
     let end = next_token_end(text, pos);
-    let found = if pos >= text.len() {
-        "end of file".to_string()
-    } else {
-        format!("`{}`", &text[pos..end])
+    let found = match text[pos..].chars().next() {
+        None => "end of file".to_string(),
+        Some('\n') | Some('\r') => "end of line".to_string(),
+        Some(_) => format!("`{}`", &text[pos..end]),
     };
     let expected_text = match expected.len() {
         0 => "something else".to_string(),
@@ -86,14 +106,35 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
 }
 
 /// Pieces of names and numbers (`_`, `e`, ...) that pest reports from inside atomic rules.
-/// Character ranges (`0..9`) and the builtin-rule marker are dropped too.
+/// Character ranges (`0..9`), whitespace, comment starts and the builtin-rule marker are
+/// dropped too.
 fn is_name_fragment(token: &str) -> bool {
     let chars: Vec<char> = token.chars().collect();
     let is_range = chars.len() == 4 && chars[1] == '.' && chars[2] == '.';
     is_range
+        || token.trim().is_empty()
+        || token == "//"
         || token == "BUILTIN_RULE"
         || token.len() == 1 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// Must match `keyword` in grammar/upc.pest.
+const KEYWORDS: &[&str] = &[
+    "use",
+    "const",
+    "block",
+    "network",
+    "dataset",
+    "perturbation",
+    "property",
+    "from",
+    "if",
+    "else",
+    "true",
+    "false",
+    "weights",
+    "certify",
+];
 
 /// The extent of the offending token: a word, or one character.
 fn next_token_end(text: &str, pos: usize) -> usize {
@@ -141,9 +182,6 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::t_scale | Rule::t_first | Rule::t_range | Rule::t_sample => {
             "a dataset transform (`scale`, `first`, `range`, `sample`)"
         }
-        Rule::pert_kind => "`universal` or `samplewise`",
-        Rule::per_channel => "`per_channel`",
-        Rule::classwise => "`classwise`",
         Rule::options => "options `{ ... }`",
         Rule::option => "an option",
         Rule::opt_list | Rule::opt_word => "an option value",

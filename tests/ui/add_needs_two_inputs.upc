@@ -1,0 +1,5 @@
+block b() {
+    input [10]
+    add
+}
+network n = b()

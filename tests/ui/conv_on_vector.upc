@@ -1,0 +1,5 @@
+block b() {
+    input [784]
+    conv2d(1, 4, kernel: 3)
+}
+network n = b()

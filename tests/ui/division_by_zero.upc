@@ -1,0 +1,2 @@
+const width = 28
+const bad = width / (width - 28)

@@ -1,0 +1,1 @@
+dataset d = npz("fixtures/empty.npz")

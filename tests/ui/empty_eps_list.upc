@@ -1,0 +1,1 @@
+perturbation p = samplewise linf eps []

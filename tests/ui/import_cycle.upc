@@ -1,0 +1,2 @@
+use "modules/cycle_a.upc"
+const c = a + 1

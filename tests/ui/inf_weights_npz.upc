@@ -1,0 +1,2 @@
+use "modules/tiny.upc"
+network net = tiny() weights "fixtures/tiny_inf.npz"

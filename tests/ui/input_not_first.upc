@@ -1,0 +1,4 @@
+block b() {
+    flatten
+    input [1, 28, 28]
+}

@@ -1,0 +1,1 @@
+dataset d = npz("no_such_data.npz") | first 10

@@ -1,0 +1,1 @@
+use "no_such_file.upc"

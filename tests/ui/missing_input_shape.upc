@@ -1,0 +1,5 @@
+block b() {
+    flatten
+    fc = linear(784, 10)
+}
+network n = b()

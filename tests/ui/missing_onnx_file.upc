@@ -1,0 +1,1 @@
+network n = onnx("no_such_model.onnx")

@@ -1,0 +1,2 @@
+use "cycle_b.upc"
+const a = 1

@@ -1,0 +1,2 @@
+use "cycle_a.upc"
+const b = 2

@@ -1,0 +1,1 @@
+perturbation p = universal linf eps [2/255, -4/255]

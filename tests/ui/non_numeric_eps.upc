@@ -1,0 +1,1 @@
+perturbation p = universal linf eps "8/255"

@@ -1,0 +1,1 @@
+perturbation p = global linf eps 8/255

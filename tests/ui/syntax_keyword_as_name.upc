@@ -1,0 +1,1 @@
+const network = 3

@@ -1,0 +1,4 @@
+block b() {
+    input [1, 28, 28]
+    flatten
+    fc = linear(784, 10)

@@ -1,0 +1,2 @@
+network n = onnx("model.onnx)
+dataset d = npz("x.npz")

@@ -1,0 +1,1 @@
+network n = onnx("fixtures/truncated.onnx")

@@ -1,0 +1,1 @@
+dataset d = mnist("data/mnist")

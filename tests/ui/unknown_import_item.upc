@@ -1,0 +1,1 @@
+use std::nets::{conv_small, resnet2b}

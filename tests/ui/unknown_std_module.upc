@@ -1,0 +1,1 @@
+use std::networks::conv_small

@@ -1,0 +1,1 @@
+network n = onnx("fixtures/unsupported_ops.onnx")

@@ -1,0 +1,3 @@
+dataset d = noise(shape: [1, 28, 28], count: 4, seed: 1)
+perturbation p = universal linf eps 8/255
+property r = certify classwise accuracy of d on d under p
