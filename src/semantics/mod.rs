@@ -39,9 +39,38 @@ pub struct CheckedNetwork {
     pub input_shape: Vec<usize>,
     /// Number of classes (the logits vector length).
     pub num_classes: usize,
+    /// Every layer in topological order (the IR nodes, also for networks without weights).
+    pub layers: Vec<LayerSummary>,
+    /// The weight tensors the network binds, with their required shapes (PyTorch names).
+    pub parameters: Vec<(String, Vec<usize>)>,
     /// The lowered, validated IR. `None` only for networks declared without `weights`; no
     /// property refers to such a network (that is an error).
     pub graph: Option<ir::Graph>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSummary {
+    pub name: String,
+    /// The IR op kind (`conv2d`, `relu`, ...; batchnorm shows as `batchnorm`).
+    pub kind: &'static str,
+    /// Per-sample output shape.
+    pub shape: Vec<usize>,
+}
+
+impl CheckedNetwork {
+    /// Number of scalar parameters.
+    pub fn parameter_count(&self) -> usize {
+        self.parameters.iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    }
+
+    /// Number of ReLU units (per sample).
+    pub fn relu_count(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| l.kind == "relu")
+            .map(|l| l.shape.iter().product::<usize>())
+            .sum()
+    }
 }
 
 /// Where a dataset's samples come from.

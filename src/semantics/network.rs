@@ -8,7 +8,7 @@
 
 use super::checker::{closest, Checker, ItemRef, Locals};
 use super::value::{shape_str, Value};
-use super::CheckedNetwork;
+use super::{CheckedNetwork, LayerSummary};
 use crate::diagnostics::Diagnostic;
 use crate::formats::{self, FormatError, FormatErrorKind, TensorData};
 use crate::ir::{self, Graph, Node, NodeId, Op};
@@ -71,6 +71,39 @@ enum PendingOp {
         padding: [usize; 2],
     },
     Relu,
+}
+
+impl PendingOp {
+    fn kind(&self) -> &'static str {
+        match self {
+            PendingOp::Input => "input",
+            PendingOp::Linear { .. } => "linear",
+            PendingOp::Conv { .. } => "conv2d",
+            PendingOp::Affine { .. } => "channel_affine",
+            PendingOp::BatchNorm { .. } => "batchnorm",
+            PendingOp::Add => "add",
+            PendingOp::Reshape => "reshape",
+            PendingOp::AvgPool { .. } => "avgpool",
+            PendingOp::MaxPool { .. } => "maxpool",
+            PendingOp::Relu => "relu",
+        }
+    }
+
+    /// The tensors this layer binds from the weight file.
+    fn parameters(&self, name: &str) -> Vec<(String, Vec<usize>)> {
+        let t = |suffix: &str, shape: Vec<usize>| (format!("{name}.{suffix}"), shape);
+        match self {
+            PendingOp::Linear { inputs, outputs } => vec![t("weight", vec![*outputs, *inputs]), t("bias", vec![*outputs])],
+            PendingOp::Conv { cin, cout, kernel, .. } => {
+                vec![t("weight", vec![*cout, *cin, kernel[0], kernel[1]]), t("bias", vec![*cout])]
+            }
+            PendingOp::BatchNorm { channels, .. } => ["weight", "bias", "running_mean", "running_var"]
+                .iter()
+                .map(|s| t(s, vec![*channels]))
+                .collect(),
+            _ => vec![],
+        }
+    }
 }
 
 struct PendingNode {
@@ -211,11 +244,23 @@ impl<'a> Checker<'a> {
         if let Some(g) = &graph {
             self.validate_graph(g, n.span)?;
         }
+        let layers = elab
+            .nodes
+            .iter()
+            .map(|p| LayerSummary {
+                name: p.name.clone(),
+                kind: p.op.kind(),
+                shape: p.shape.clone().unwrap_or_default(),
+            })
+            .collect();
+        let parameters = elab.nodes.iter().flat_map(|p| p.op.parameters(&p.name)).collect();
         Some(CheckedNetwork {
             name: n.name.name.clone(),
             span: n.span,
             input_shape,
             num_classes: out_shape[0],
+            layers,
+            parameters,
             graph,
         })
     }
@@ -308,11 +353,31 @@ impl<'a> Checker<'a> {
             return None;
         }
         self.validate_graph(&graph, n.span)?;
+        let layers = graph
+            .nodes
+            .iter()
+            .map(|node| LayerSummary {
+                name: node.name.clone(),
+                kind: node.op.kind(),
+                shape: node.shape.clone(),
+            })
+            .collect();
+        let mut parameters = Vec::new();
+        for node in &graph.nodes {
+            let shapes: Vec<(&str, Vec<usize>)> = match &node.op {
+                Op::Linear { weight, bias } => vec![("weight", weight.shape().to_vec()), ("bias", bias.shape().to_vec())],
+                Op::Conv2d { weight, bias, .. } => vec![("weight", weight.shape().to_vec()), ("bias", bias.shape().to_vec())],
+                _ => vec![],
+            };
+            parameters.extend(shapes.into_iter().map(|(k, s)| (format!("{}.{k}", node.name), s)));
+        }
         Some(CheckedNetwork {
             name: n.name.name.clone(),
             span: n.span,
             input_shape: graph.input_shape().to_vec(),
             num_classes: out[0],
+            layers,
+            parameters,
             graph: Some(graph),
         })
     }
