@@ -75,7 +75,8 @@ fn dot_range(a: ArrayView1<f64>, bx: &DeltaBox) -> (f64, f64) {
     (lo, hi)
 }
 
-fn pair_tolerance(a: ArrayView1<f64>, b: f64, bx: &DeltaBox) -> f64 {
+/// The tolerance `tolᵢⱼ` of one pair (see the module documentation).
+pub fn pair_tolerance(a: ArrayView1<f64>, b: f64, bx: &DeltaBox) -> f64 {
     let scale: f64 = a
         .iter()
         .zip(&bx.lo)
