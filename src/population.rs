@@ -5,9 +5,6 @@
 
 use serde::Serialize;
 
-/// Bisection stops once the bracket is this narrow.
-const ROOT_TOL: f64 = 1e-12;
-
 #[derive(Clone, Debug, PartialEq)]
 pub enum PopulationError {
     /// ξ must lie in (0, 1) and n must be positive.
@@ -39,15 +36,15 @@ pub fn t_star(xi: f64, n: usize) -> Result<f64, PopulationError> {
     if n == 0 {
         return Err(PopulationError::InvalidArgument("n = 0 samples".into()));
     }
-    let target = 4.0 * (1.0 / xi).ln() / n as f64;
+    let target = -4.0 * xi.ln() / n as f64;
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
     while bennett(hi) < target {
         lo = hi;
         hi *= 2.0;
     }
-    // bennett(lo) < target ≤ bennett(hi); halve until the bracket is below ROOT_TOL
-    // (relative for large roots).
-    while hi - lo > ROOT_TOL * hi.max(1.0) {
+    // bennett(lo) < target ≤ bennett(hi); halve until lo and hi are adjacent floats
+    // (about 60 steps, far below the required 1e-12).
+    loop {
         let mid = 0.5 * (lo + hi);
         if mid <= lo || mid >= hi {
             break;
