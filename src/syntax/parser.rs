@@ -1,0 +1,458 @@
+//! pest parse tree → typed AST.
+
+use super::ast::*;
+use crate::diagnostics::Diagnostic;
+use crate::source::{SourceId, Span};
+use pest::iterators::Pair;
+use pest::Parser;
+use pest_derive::Parser;
+
+#[derive(Parser)]
+#[grammar = "../grammar/upc.pest"]
+struct UpcParser;
+
+/// Parses one source text. Syntax errors become an `E0001` diagnostic at the furthest position
+/// the parser reached, naming the expected tokens in words.
+pub fn parse(source: SourceId, text: &str) -> Result<File, Diagnostic> {
+    pest::set_error_detail(true);
+    let mut pairs = UpcParser::parse(Rule::file, text).map_err(|e| syntax_error(source, text, &e))?;
+    let file = pairs.next().expect("the file rule always yields one pair");
+    let b = Builder { source };
+    Ok(File {
+        items: file
+            .into_inner()
+            .filter(|p| p.as_rule() != Rule::EOI)
+            .map(|p| b.item(p))
+            .collect(),
+    })
+}
+
+fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) -> Diagnostic {
+    let (pos, mut expected) = match err.parse_attempts() {
+        Some(attempts) => {
+            let mut words: Vec<String> = attempts
+                .expected_tokens()
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect();
+            for stack in attempts.call_stacks() {
+                let rule = stack.deepest.get_rule().copied().or(stack.parent);
+                if let Some(w) = rule.and_then(rule_words) {
+                    words.push(w.to_string());
+                }
+            }
+            (attempts.max_position, words)
+        }
+        None => {
+            let pos = match err.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((s, _)) => s,
+            };
+            let words = match &err.variant {
+                pest::error::ErrorVariant::ParsingError { positives, .. } => {
+                    positives.iter().filter_map(|r| rule_words(*r)).map(String::from).collect()
+                }
+                pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
+            };
+            (pos, words)
+        }
+    };
+    expected.sort();
+    expected.dedup();
+    let pos = pos.min(text.len());
+    let end = next_token_end(text, pos);
+    let found = if pos >= text.len() {
+        "end of file".to_string()
+    } else {
+        format!("`{}`", &text[pos..end])
+    };
+    let expected_text = match expected.len() {
+        0 => "something else".to_string(),
+        1 => expected[0].clone(),
+        n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
+    };
+    Diagnostic::error("E0001", format!("syntax error: unexpected {found}"))
+        .with_primary(Span::new(source, pos, end), format!("expected {expected_text}"))
+}
+
+/// The extent of the offending token: a word, or one character.
+fn next_token_end(text: &str, pos: usize) -> usize {
+    let rest = &text[pos..];
+    let mut chars = rest.char_indices();
+    match chars.next() {
+        None => pos,
+        Some((_, c)) if c.is_alphanumeric() || c == '_' => {
+            pos + rest
+                .char_indices()
+                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+                .map_or(rest.len(), |(i, _)| i)
+        }
+        Some((_, c)) => pos + c.len_utf8(),
+    }
+}
+
+/// Grammar rules described in words for "expected ..." messages.
+fn rule_words(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::ident | Rule::word => "a name",
+        Rule::string | Rule::string_inner => "a string",
+        Rule::number => "a number",
+        Rule::duration | Rule::time_unit => "a duration like `60s`",
+        Rule::expr
+        | Rule::or_expr
+        | Rule::and_expr
+        | Rule::cmp_expr
+        | Rule::sum
+        | Rule::product
+        | Rule::unary => "an expression",
+        Rule::use_decl
+        | Rule::const_decl
+        | Rule::block_decl
+        | Rule::network_decl
+        | Rule::dataset_decl
+        | Rule::perturbation_decl
+        | Rule::property_decl => "a declaration (`use`, `const`, `block`, `network`, `dataset`, `perturbation`, `property`)",
+        Rule::layer_stmt | Rule::input_stmt => "a layer statement",
+        Rule::call | Rule::if_layer => "a layer",
+        Rule::call_args => "arguments `(...)`",
+        Rule::arg => "an argument",
+        Rule::from_clause => "`from`",
+        Rule::weights_clause => "`weights`",
+        Rule::t_scale | Rule::t_first | Rule::t_range | Rule::t_sample => {
+            "a dataset transform (`scale`, `first`, `range`, `sample`)"
+        }
+        Rule::pert_kind => "`universal` or `samplewise`",
+        Rule::per_channel => "`per_channel`",
+        Rule::classwise => "`classwise`",
+        Rule::options => "options `{ ... }`",
+        Rule::option => "an option",
+        Rule::opt_list | Rule::opt_word => "an option value",
+        Rule::module_ref | Rule::std_module => "a module (`std::NAME` or a file path string)",
+        Rule::use_items | Rule::use_all => "imported names",
+        Rule::list => "a list",
+        Rule::boolean => "`true` or `false`",
+        Rule::cmp_op => "a comparison",
+        Rule::add_op | Rule::mul_op => "an operator",
+        Rule::EOI => "end of file",
+        _ => return None,
+    })
+}
+
+struct Builder {
+    source: SourceId,
+}
+
+impl Builder {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.source, s.start(), s.end())
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn string(&self, p: Pair<Rule>) -> StringLit {
+        let span = self.span(&p);
+        let inner = p.into_inner().next().map_or("", |i| i.as_str());
+        StringLit {
+            value: inner.to_string(),
+            span,
+        }
+    }
+
+    fn item(&self, p: Pair<Rule>) -> Item {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let mut it = p.into_inner();
+        match rule {
+            Rule::use_decl => {
+                let m = it.next().unwrap().into_inner().next().unwrap();
+                let module = match m.as_rule() {
+                    Rule::std_module => ModuleRef::Std(self.ident(m.into_inner().next().unwrap())),
+                    _ => ModuleRef::File(self.string(m)),
+                };
+                let items = match it.next() {
+                    None => UseItems::All,
+                    Some(u) => {
+                        let inner: Vec<Pair<Rule>> = u.into_inner().collect();
+                        if inner.len() == 1 && inner[0].as_rule() == Rule::use_all {
+                            UseItems::All
+                        } else {
+                            UseItems::Names(inner.into_iter().map(|i| self.ident(i)).collect())
+                        }
+                    }
+                };
+                Item::Use(UseDecl { module, items, span })
+            }
+            Rule::const_decl => Item::Const(ConstDecl {
+                name: self.ident(it.next().unwrap()),
+                value: self.expr(it.next().unwrap()),
+                span,
+            }),
+            Rule::block_decl => {
+                let name = self.ident(it.next().unwrap());
+                let mut params = Vec::new();
+                let mut body = Vec::new();
+                for p in it {
+                    match p.as_rule() {
+                        Rule::params => params = p.into_inner().map(|i| self.ident(i)).collect(),
+                        Rule::input_stmt => body.push(Stmt::Input {
+                            span: self.span(&p),
+                            shape: self.expr(p.into_inner().next().unwrap()),
+                        }),
+                        _ => body.push(Stmt::Layer(self.layer_stmt(p))),
+                    }
+                }
+                Item::Block(BlockDecl {
+                    name,
+                    params,
+                    body,
+                    span,
+                })
+            }
+            Rule::network_decl => Item::Network(NetworkDecl {
+                name: self.ident(it.next().unwrap()),
+                model: self.call(it.next().unwrap()),
+                weights: it.next().map(|w| self.expr(w.into_inner().next().unwrap())),
+                span,
+            }),
+            Rule::dataset_decl => Item::Dataset(DatasetDecl {
+                name: self.ident(it.next().unwrap()),
+                source: self.call(it.next().unwrap()),
+                transforms: it.map(|t| self.transform(t)).collect(),
+                span,
+            }),
+            Rule::perturbation_decl => {
+                let name = self.ident(it.next().unwrap());
+                let kind = match it.next().unwrap().as_str() {
+                    "universal" => PerturbationKind::Universal,
+                    _ => PerturbationKind::Samplewise,
+                };
+                let mut next = it.next().unwrap();
+                let per_channel = next.as_rule() == Rule::per_channel;
+                if per_channel {
+                    next = it.next().unwrap();
+                }
+                Item::Perturbation(PerturbationDecl {
+                    name,
+                    kind,
+                    per_channel,
+                    eps: self.expr(next),
+                    span,
+                })
+            }
+            Rule::property_decl => {
+                let name = self.ident(it.next().unwrap());
+                let mut next = it.next().unwrap();
+                let classwise = next.as_rule() == Rule::classwise;
+                if classwise {
+                    next = it.next().unwrap();
+                }
+                let network = self.ident(next);
+                let dataset = self.ident(it.next().unwrap());
+                let perturbation = self.ident(it.next().unwrap());
+                let options = it
+                    .next()
+                    .map(|o| o.into_inner().map(|e| self.option(e)).collect())
+                    .unwrap_or_default();
+                Item::Property(PropertyDecl {
+                    name,
+                    classwise,
+                    network,
+                    dataset,
+                    perturbation,
+                    options,
+                    span,
+                })
+            }
+            r => unreachable!("unexpected item rule {r:?}"),
+        }
+    }
+
+    fn layer_stmt(&self, p: Pair<Rule>) -> LayerStmt {
+        let span = self.span(&p);
+        let mut name = None;
+        let mut layer = None;
+        let mut from = Vec::new();
+        for q in p.into_inner() {
+            match q.as_rule() {
+                Rule::ident => name = Some(self.ident(q)),
+                Rule::from_clause => from = q.into_inner().map(|i| self.ident(i)).collect(),
+                _ => layer = Some(self.layer_expr(q)),
+            }
+        }
+        LayerStmt {
+            name,
+            layer: layer.expect("a layer statement has a layer"),
+            from,
+            span,
+        }
+    }
+
+    fn layer_expr(&self, p: Pair<Rule>) -> LayerExpr {
+        match p.as_rule() {
+            Rule::if_layer => {
+                let span = self.span(&p);
+                let mut it = p.into_inner();
+                LayerExpr::If {
+                    cond: self.expr(it.next().unwrap()),
+                    then: Box::new(self.layer_expr(it.next().unwrap())),
+                    otherwise: Box::new(self.layer_expr(it.next().unwrap())),
+                    span,
+                }
+            }
+            _ => LayerExpr::Call(self.call(p)),
+        }
+    }
+
+    fn call(&self, p: Pair<Rule>) -> Call {
+        let span = self.span(&p);
+        let mut it = p.into_inner();
+        let callee = self.ident(it.next().unwrap());
+        let args = it.next().map(|a| self.args(a)).unwrap_or_default();
+        Call { callee, args, span }
+    }
+
+    fn args(&self, p: Pair<Rule>) -> Vec<Arg> {
+        p.into_inner()
+            .map(|a| {
+                let span = self.span(&a);
+                let parts: Vec<Pair<Rule>> = a.into_inner().collect();
+                let mut parts = parts.into_iter();
+                let (name, value) = if parts.len() == 2 {
+                    (Some(self.ident(parts.next().unwrap())), parts.next().unwrap())
+                } else {
+                    (None, parts.next().unwrap())
+                };
+                Arg {
+                    name,
+                    value: self.expr(value),
+                    span,
+                }
+            })
+            .collect()
+    }
+
+    fn transform(&self, p: Pair<Rule>) -> Transform {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let mut it = p.into_inner();
+        let kind = match rule {
+            Rule::t_scale => TransformKind::Scale(self.expr(it.next().unwrap())),
+            Rule::t_first => TransformKind::First(self.expr(it.next().unwrap())),
+            Rule::t_range => {
+                TransformKind::Range(self.expr(it.next().unwrap()), self.expr(it.next().unwrap()))
+            }
+            _ => TransformKind::Sample {
+                count: self.expr(it.next().unwrap()),
+                seed: self.expr(it.next().unwrap()),
+            },
+        };
+        Transform { kind, span }
+    }
+
+    fn option(&self, p: Pair<Rule>) -> OptionEntry {
+        let span = self.span(&p);
+        let mut it = p.into_inner();
+        OptionEntry {
+            key: self.ident(it.next().unwrap()),
+            value: self.opt_value(it.next().unwrap()),
+            span,
+        }
+    }
+
+    fn opt_value(&self, p: Pair<Rule>) -> OptValue {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::opt_list => OptValue::List {
+                items: p.into_inner().map(|v| self.opt_value(v)).collect(),
+                span,
+            },
+            Rule::opt_word => {
+                let mut it = p.into_inner();
+                OptValue::Word {
+                    word: self.ident(it.next().unwrap()),
+                    args: it.next().map(|a| self.args(a)),
+                    span,
+                }
+            }
+            _ => OptValue::Expr(self.expr(p)),
+        }
+    }
+
+    /// Any expression-level pair (expr, or_expr, ..., primary).
+    fn expr(&self, p: Pair<Rule>) -> Expr {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let kind = match rule {
+            Rule::expr => return self.expr(p.into_inner().next().unwrap()),
+            Rule::or_expr | Rule::and_expr | Rule::sum | Rule::product | Rule::cmp_expr => {
+                let mut it = p.into_inner();
+                let mut lhs = self.expr(it.next().unwrap());
+                while let Some(op_or_rhs) = it.next() {
+                    let (op, rhs) = match rule {
+                        Rule::or_expr => (BinOp::Or, op_or_rhs),
+                        Rule::and_expr => (BinOp::And, op_or_rhs),
+                        _ => (binop(op_or_rhs.as_str()), it.next().unwrap()),
+                    };
+                    let rhs = self.expr(rhs);
+                    let span = lhs.span.join(rhs.span);
+                    lhs = Expr {
+                        kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+                        span,
+                    };
+                }
+                return lhs;
+            }
+            Rule::unary => {
+                let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+                let negs = parts.len() - 1;
+                let mut e = self.expr(parts.into_iter().last().unwrap());
+                for _ in 0..negs {
+                    e = Expr {
+                        kind: ExprKind::Neg(Box::new(e)),
+                        span,
+                    };
+                }
+                return e;
+            }
+            Rule::number => ExprKind::Number(p.as_str().to_string()),
+            Rule::duration => {
+                let mut it = p.into_inner();
+                let value = it.next().unwrap().as_str().to_string();
+                let unit = match it.next().unwrap().as_str() {
+                    "ms" => TimeUnit::Millis,
+                    "s" => TimeUnit::Seconds,
+                    "min" => TimeUnit::Minutes,
+                    _ => TimeUnit::Hours,
+                };
+                ExprKind::Duration { value, unit }
+            }
+            Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
+            Rule::string => ExprKind::Str(self.string(p).value),
+            Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::ident => ExprKind::Name(p.as_str().to_string()),
+            r => unreachable!("unexpected expression rule {r:?}"),
+        };
+        Expr { kind, span }
+    }
+}
+
+fn binop(s: &str) -> BinOp {
+    match s {
+        "+" => BinOp::Add,
+        "-" => BinOp::Sub,
+        "*" => BinOp::Mul,
+        "/" => BinOp::Div,
+        "==" => BinOp::Eq,
+        "!=" => BinOp::Ne,
+        "<" => BinOp::Lt,
+        "<=" => BinOp::Le,
+        ">" => BinOp::Gt,
+        _ => BinOp::Ge,
+    }
+}
