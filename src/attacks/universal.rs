@@ -1,0 +1,230 @@
+//! Attacks on one δ shared by every sample.
+
+use ndarray::{Array1, Array2, Axis};
+
+use super::losses::{loss_and_grad, Loss};
+use super::samplewise::descend_each;
+use super::{correct_mask, AttackError, Classifier, PgdLoss, Problem, SplitMix64};
+
+/// How a descent turns the gradient of the summed loss into a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum StepRule {
+    /// δ ← δ − α ⊙ sign(g).
+    Sign,
+    /// Adam with learning rate α per coordinate (β₁ = 0.9, β₂ = 0.999).
+    Adam,
+}
+
+/// The best shared δ seen so far: fewest samples still correct, the earliest on ties.
+struct Best {
+    delta: Array1<f64>,
+    mask: Vec<bool>,
+    correct: usize,
+}
+
+impl Best {
+    fn offer(best: &mut Option<Best>, delta: &Array1<f64>, mask: Vec<bool>) {
+        let correct = mask.iter().filter(|&&c| c).count();
+        if best.as_ref().is_none_or(|b| correct < b.correct) {
+            *best = Some(Best {
+                delta: delta.clone(),
+                mask,
+                correct,
+            });
+        }
+    }
+}
+
+type Outcome = Result<(Array1<f64>, Vec<bool>), AttackError>;
+
+/// Minimises Σᵢ loss(i) over the shared δ for `steps` steps from `start`, offering every evaluated
+/// δ (the start and each iterate) to `best`. Returns the final iterate.
+fn descend<C: Classifier + ?Sized>(
+    p: &Problem<C>,
+    start: Array1<f64>,
+    steps: usize,
+    rule: StepRule,
+    loss_for: impl Fn(usize) -> Loss,
+    clean: &Array2<f64>,
+    best: &mut Option<Best>,
+) -> Result<Array1<f64>, AttackError> {
+    let (n, d) = (p.n(), p.lo.len());
+    let mut delta = start;
+    let mut m = Array1::<f64>::zeros(d);
+    let mut v = Array1::<f64>::zeros(d);
+    for t in 1..=steps {
+        let logits = p.logits_shared(&delta)?;
+        Best::offer(best, &delta, correct_mask(&logits, p.labels));
+        let mut grad_logits = Array2::zeros(logits.raw_dim());
+        for i in 0..n {
+            let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean.row(i));
+            grad_logits.row_mut(i).assign(&g);
+        }
+        let g = p.gradient_shared(&delta, &grad_logits)?.sum_axis(Axis(0));
+        match rule {
+            StepRule::Sign => {
+                for k in 0..d {
+                    delta[k] = p.clamp(k, delta[k] - p.alpha[k] * sign(g[k]));
+                }
+            }
+            StepRule::Adam => {
+                let (b1, b2) = (0.9f64, 0.999f64);
+                let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
+                for k in 0..d {
+                    m[k] = b1 * m[k] + (1.0 - b1) * g[k];
+                    v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
+                    let denom = (v[k] / c2).sqrt();
+                    let step = if denom > 0.0 { (m[k] / c1) / denom } else { 0.0 };
+                    delta[k] = p.clamp(k, delta[k] - p.alpha[k] * step);
+                }
+            }
+        }
+    }
+    let logits = p.logits_shared(&delta)?;
+    Best::offer(best, &delta, correct_mask(&logits, p.labels));
+    Ok(delta)
+}
+
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Runs `restart` once per restart (restart 0 from δ = 0 clamped, the others from a seeded random δ)
+/// and returns the best δ over all of them.
+fn over_restarts<C: Classifier + ?Sized>(
+    p: &Problem<C>,
+    mut restart: impl FnMut(Array1<f64>, &mut Option<Best>) -> Result<(), AttackError>,
+) -> Outcome {
+    let mut rng = SplitMix64::new(p.options.seed);
+    let mut best = None;
+    for r in 0..p.options.restarts {
+        let start = if r == 0 {
+            p.zero_start()
+        } else {
+            p.random_start(&mut rng)
+        };
+        restart(start, &mut best)?;
+    }
+    match best {
+        Some(b) => Ok((b.delta, b.mask)),
+        // Only reachable with no restarts, which validation rejects; evaluate δ = 0 anyway.
+        None => {
+            let delta = p.zero_start();
+            let mask = correct_mask(&p.logits_shared(&delta)?, p.labels);
+            Ok((delta, mask))
+        }
+    }
+}
+
+fn margin(p: &Problem<impl Classifier + ?Sized>, i: usize) -> Loss {
+    Loss::Margin {
+        label: p.labels[i],
+        confidence: p.options.confidence,
+    }
+}
+
+/// Plain PGD: sign steps on the summed cross-entropy or margin loss.
+pub(crate) fn pgd<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
+    let loss_for = |i: usize| match p.options.pgd_loss {
+        PgdLoss::CrossEntropy => Loss::NegCrossEntropy { label: p.labels[i] },
+        PgdLoss::Margin => margin(p, i),
+    };
+    let no_clean = Array2::zeros((0, 0));
+    over_restarts(p, |start, best| {
+        descend(p, start, p.options.steps, StepRule::Sign, loss_for, &no_clean, best).map(|_| ())
+    })
+}
+
+/// DF-UAP: Adam on the summed C&W margin loss.
+pub(crate) fn df_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
+    let no_clean = Array2::zeros((0, 0));
+    over_restarts(p, |start, best| {
+        descend(
+            p,
+            start,
+            p.options.steps,
+            StepRule::Adam,
+            |i| margin(p, i),
+            &no_clean,
+            best,
+        )
+        .map(|_| ())
+    })
+}
+
+/// Cos-UAP: Adam on the summed cosine similarity between clean and perturbed logits.
+pub(crate) fn cos_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
+    let clean = p.logits_shared(&Array1::zeros(p.lo.len()))?;
+    over_restarts(p, |start, best| {
+        descend(
+            p,
+            start,
+            p.options.steps,
+            StepRule::Adam,
+            |_| Loss::Cosine,
+            &clean,
+            best,
+        )
+        .map(|_| ())
+    })
+}
+
+/// Adv-UAP. Half the steps run sample-wise PGD to get an adversarial δᵢ and a target class tᵢ
+/// (the class it reaches, or the runner-up where it fails) per sample. The universal δ starts from
+/// the mean of the δᵢ, moves towards the targets with a targeted cross-entropy for a quarter of the
+/// steps, then is refined with the C&W margin loss.
+pub(crate) fn adv_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
+    let steps = p.options.steps;
+    let sample_steps = steps / 2;
+    let target_steps = (steps - sample_steps) / 2;
+    let refine_steps = steps - sample_steps - target_steps;
+    let n = p.n();
+    let rows: Vec<usize> = (0..n).collect();
+    let no_clean = Array2::zeros((0, 0));
+    over_restarts(p, |start, best| {
+        let starts = Array2::from_shape_fn((n, start.len()), |(_, k)| start[k]);
+        let mut fooling = vec![None; n];
+        let (last, last_logits) =
+            descend_each(p, &rows, starts, sample_steps, |i| margin(p, i), &mut fooling)?;
+        let mut targets = Vec::with_capacity(n);
+        let mut sum = Array1::<f64>::zeros(start.len());
+        for i in 0..n {
+            let (delta_i, target) = match &fooling[i] {
+                Some((delta_i, logits_i)) => (delta_i.view(), super::losses::argmax(logits_i.view())),
+                None => (
+                    last.row(i),
+                    super::losses::max_other(last_logits.row(i), p.labels[i]).0,
+                ),
+            };
+            sum += &delta_i;
+            targets.push(target);
+        }
+        let mean = if n > 0 { sum / n as f64 } else { sum };
+        let aggregated = Array1::from_shape_fn(mean.len(), |k| p.clamp(k, mean[k]));
+        let towards = descend(
+            p,
+            aggregated,
+            target_steps,
+            StepRule::Adam,
+            |i| Loss::TargetCrossEntropy { target: targets[i] },
+            &no_clean,
+            best,
+        )?;
+        descend(
+            p,
+            towards,
+            refine_steps,
+            StepRule::Adam,
+            |i| margin(p, i),
+            &no_clean,
+            best,
+        )
+        .map(|_| ())
+    })
+}
