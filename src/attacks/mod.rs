@@ -94,7 +94,8 @@ pub enum PgdLoss {
 pub struct AttackOptions {
     /// Gradient steps per restart (Adv-UAP splits them between its phases).
     pub steps: usize,
-    /// Step size as a fraction of each coordinate's box half-width; `None` means `2.5 / steps`.
+    /// Step size as a fraction of each coordinate's box half-width; `None` means 2.5 divided by the
+    /// steps of the run (or of the phase, for Adv-UAP), so a run can cross the box.
     pub step_size: Option<f64>,
     /// Runs per attack; the first starts at δ = 0 clamped into the box, the others uniformly at random.
     pub restarts: usize,
@@ -118,10 +119,9 @@ impl Default for AttackOptions {
 }
 
 impl AttackOptions {
-    /// The step size as a fraction of the box half-width.
-    pub fn relative_step(&self) -> f64 {
-        self.step_size
-            .unwrap_or(2.5 / self.steps.max(1) as f64)
+    /// The step size, as a fraction of the box half-width, of a run of `steps` steps.
+    pub fn relative_step(&self, steps: usize) -> f64 {
+        self.step_size.unwrap_or(2.5 / steps.max(1) as f64)
     }
 }
 
@@ -234,7 +234,7 @@ pub fn run_attack<C: Classifier + ?Sized>(
     bx: &DeltaBox,
     options: &AttackOptions,
 ) -> Result<AttackResult, AttackError> {
-    let problem = Problem::new(classifier, inputs, labels, bx, options)?;
+    let problem = Problem::new(classifier, inputs.reborrow(), labels, bx, options)?;
     let universal = |r: Result<(Array1<f64>, Vec<bool>), AttackError>| {
         r.map(|(delta, mask)| {
             AttackResult::Universal(UniversalAttackResult {
@@ -286,8 +286,6 @@ pub(crate) struct Problem<'a, C: Classifier + ?Sized> {
     pub lo: &'a Array1<f64>,
     pub hi: &'a Array1<f64>,
     pub options: &'a AttackOptions,
-    /// Per-coordinate step: the relative step times the box half-width.
-    pub alpha: Array1<f64>,
 }
 
 impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
@@ -310,7 +308,7 @@ impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
                 });
             }
         }
-        let rel = options.relative_step();
+        let rel = options.relative_step(options.steps);
         if !(rel.is_finite() && rel > 0.0) {
             return Err(AttackError::BadOption(format!(
                 "step size must be positive and finite, got {rel}"
@@ -325,7 +323,6 @@ impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
                 options.confidence
             )));
         }
-        let alpha = (&bx.hi - &bx.lo).mapv(|w| rel * w / 2.0);
         Ok(Problem {
             classifier,
             inputs,
@@ -333,7 +330,6 @@ impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
             lo: &bx.lo,
             hi: &bx.hi,
             options,
-            alpha,
         })
     }
 
@@ -343,6 +339,12 @@ impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
 
     pub fn num_classes(&self) -> usize {
         self.classifier.num_classes()
+    }
+
+    /// Per-coordinate step of a run of `steps` steps: the relative step times the box half-width.
+    pub fn alpha(&self, steps: usize) -> Array1<f64> {
+        let rel = self.options.relative_step(steps);
+        (self.hi - self.lo).mapv(|w| rel * w / 2.0)
     }
 
     /// Clamps one coordinate into the box; NaN goes to `lo`.

@@ -20,6 +20,7 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
     fooling: &mut [Fooling],
 ) -> Result<(Array2<f64>, Array2<f64>), AttackError> {
     let d = p.lo.len();
+    let alpha = p.alpha(steps);
     let mut deltas = starts;
     let record = |deltas: &Array2<f64>, logits: &Array2<f64>, fooling: &mut [Fooling]| {
         for (r, &i) in rows.iter().enumerate() {
@@ -43,9 +44,9 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
             for k in 0..d {
                 let s = g[[r, k]];
                 let step = if s > 0.0 {
-                    p.alpha[k]
+                    alpha[k]
                 } else if s < 0.0 {
-                    -p.alpha[k]
+                    -alpha[k]
                 } else {
                     0.0
                 };

@@ -23,14 +23,19 @@ struct Best {
 }
 
 impl Best {
-    fn offer(best: &mut Option<Best>, delta: &Array1<f64>, mask: Vec<bool>) {
+    fn new(delta: Array1<f64>, mask: Vec<bool>) -> Best {
         let correct = mask.iter().filter(|&&c| c).count();
-        if best.as_ref().is_none_or(|b| correct < b.correct) {
-            *best = Some(Best {
-                delta: delta.clone(),
-                mask,
-                correct,
-            });
+        Best {
+            delta,
+            mask,
+            correct,
+        }
+    }
+
+    fn offer(&mut self, delta: &Array1<f64>, mask: Vec<bool>) {
+        let correct = mask.iter().filter(|&&c| c).count();
+        if correct < self.correct {
+            *self = Best::new(delta.clone(), mask);
         }
     }
 }
@@ -38,33 +43,35 @@ impl Best {
 type Outcome = Result<(Array1<f64>, Vec<bool>), AttackError>;
 
 /// Minimises Σᵢ loss(i) over the shared δ for `steps` steps from `start`, offering every evaluated
-/// δ (the start and each iterate) to `best`. Returns the final iterate.
+/// δ (the start and each iterate) to `best`. `clean` holds the clean logits for `Loss::Cosine`. Returns the final iterate.
 fn descend<C: Classifier + ?Sized>(
     p: &Problem<C>,
     start: Array1<f64>,
     steps: usize,
     rule: StepRule,
     loss_for: impl Fn(usize) -> Loss,
-    clean: &Array2<f64>,
-    best: &mut Option<Best>,
+    clean: Option<&Array2<f64>>,
+    best: &mut Best,
 ) -> Result<Array1<f64>, AttackError> {
     let (n, d) = (p.n(), p.lo.len());
+    let alpha = p.alpha(steps);
     let mut delta = start;
     let mut m = Array1::<f64>::zeros(d);
     let mut v = Array1::<f64>::zeros(d);
     for t in 1..=steps {
         let logits = p.logits_shared(&delta)?;
-        Best::offer(best, &delta, correct_mask(&logits, p.labels));
+        best.offer(&delta, correct_mask(&logits, p.labels));
         let mut grad_logits = Array2::zeros(logits.raw_dim());
         for i in 0..n {
-            let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean.row(i));
+            let clean_row = clean.map_or(logits.row(i), |c| c.row(i));
+            let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean_row);
             grad_logits.row_mut(i).assign(&g);
         }
         let g = p.gradient_shared(&delta, &grad_logits)?.sum_axis(Axis(0));
         match rule {
             StepRule::Sign => {
                 for k in 0..d {
-                    delta[k] = p.clamp(k, delta[k] - p.alpha[k] * sign(g[k]));
+                    delta[k] = p.clamp(k, delta[k] - alpha[k] * sign(g[k]));
                 }
             }
             StepRule::Adam => {
@@ -75,13 +82,13 @@ fn descend<C: Classifier + ?Sized>(
                     v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
                     let denom = (v[k] / c2).sqrt();
                     let step = if denom > 0.0 { (m[k] / c1) / denom } else { 0.0 };
-                    delta[k] = p.clamp(k, delta[k] - p.alpha[k] * step);
+                    delta[k] = p.clamp(k, delta[k] - alpha[k] * step);
                 }
             }
         }
     }
     let logits = p.logits_shared(&delta)?;
-    Best::offer(best, &delta, correct_mask(&logits, p.labels));
+    best.offer(&delta, correct_mask(&logits, p.labels));
     Ok(delta)
 }
 
@@ -95,31 +102,26 @@ fn sign(x: f64) -> f64 {
     }
 }
 
-/// Runs `restart` once per restart (restart 0 from δ = 0 clamped, the others from a seeded random δ)
-/// and returns the best δ over all of them.
+/// Offers δ = 0 (clamped into the box) to the best, then runs `restart` once per restart and
+/// returns the best δ of all. Restart 0 starts at δ = 0 unless `random_first`; the others start at
+/// seeded uniform points.
 fn over_restarts<C: Classifier + ?Sized>(
     p: &Problem<C>,
-    mut restart: impl FnMut(Array1<f64>, &mut Option<Best>) -> Result<(), AttackError>,
+    random_first: bool,
+    mut restart: impl FnMut(Array1<f64>, &mut Best) -> Result<(), AttackError>,
 ) -> Outcome {
     let mut rng = SplitMix64::new(p.options.seed);
-    let mut best = None;
+    let zero = p.zero_start();
+    let mut best = Best::new(zero.clone(), correct_mask(&p.logits_shared(&zero)?, p.labels));
     for r in 0..p.options.restarts {
-        let start = if r == 0 {
-            p.zero_start()
+        let start = if r == 0 && !random_first {
+            zero.clone()
         } else {
             p.random_start(&mut rng)
         };
         restart(start, &mut best)?;
     }
-    match best {
-        Some(b) => Ok((b.delta, b.mask)),
-        // Only reachable with no restarts, which validation rejects; evaluate δ = 0 anyway.
-        None => {
-            let delta = p.zero_start();
-            let mask = correct_mask(&p.logits_shared(&delta)?, p.labels);
-            Ok((delta, mask))
-        }
-    }
+    Ok((best.delta, best.mask))
 }
 
 fn margin(p: &Problem<impl Classifier + ?Sized>, i: usize) -> Loss {
@@ -135,40 +137,39 @@ pub(crate) fn pgd<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
         PgdLoss::CrossEntropy => Loss::NegCrossEntropy { label: p.labels[i] },
         PgdLoss::Margin => margin(p, i),
     };
-    let no_clean = Array2::zeros((0, 0));
-    over_restarts(p, |start, best| {
-        descend(p, start, p.options.steps, StepRule::Sign, loss_for, &no_clean, best).map(|_| ())
+    over_restarts(p, false, |start, best| {
+        descend(p, start, p.options.steps, StepRule::Sign, loss_for, None, best).map(|_| ())
     })
 }
 
 /// DF-UAP: Adam on the summed C&W margin loss.
 pub(crate) fn df_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
-    let no_clean = Array2::zeros((0, 0));
-    over_restarts(p, |start, best| {
+    over_restarts(p, false, |start, best| {
         descend(
             p,
             start,
             p.options.steps,
             StepRule::Adam,
             |i| margin(p, i),
-            &no_clean,
+            None,
             best,
         )
         .map(|_| ())
     })
 }
 
-/// Cos-UAP: Adam on the summed cosine similarity between clean and perturbed logits.
+/// Cos-UAP: Adam on the summed cosine similarity between clean and perturbed logits. δ = 0 is a
+/// stationary point of this loss (the cosine is maximal there), so every restart starts at random.
 pub(crate) fn cos_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
     let clean = p.logits_shared(&Array1::zeros(p.lo.len()))?;
-    over_restarts(p, |start, best| {
+    over_restarts(p, true, |start, best| {
         descend(
             p,
             start,
             p.options.steps,
             StepRule::Adam,
             |_| Loss::Cosine,
-            &clean,
+            Some(&clean),
             best,
         )
         .map(|_| ())
@@ -186,8 +187,7 @@ pub(crate) fn adv_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
     let refine_steps = steps - sample_steps - target_steps;
     let n = p.n();
     let rows: Vec<usize> = (0..n).collect();
-    let no_clean = Array2::zeros((0, 0));
-    over_restarts(p, |start, best| {
+    over_restarts(p, false, |start, best| {
         let starts = Array2::from_shape_fn((n, start.len()), |(_, k)| start[k]);
         let mut fooling = vec![None; n];
         let (last, last_logits) =
@@ -213,7 +213,7 @@ pub(crate) fn adv_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
             target_steps,
             StepRule::Adam,
             |i| Loss::TargetCrossEntropy { target: targets[i] },
-            &no_clean,
+            None,
             best,
         )?;
         descend(
@@ -222,7 +222,7 @@ pub(crate) fn adv_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
             refine_steps,
             StepRule::Adam,
             |i| margin(p, i),
-            &no_clean,
+            None,
             best,
         )
         .map(|_| ())
