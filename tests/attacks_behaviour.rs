@@ -53,14 +53,24 @@ fn linear_two_class_attacks_find_the_analytic_worst_corner() {
     let corner = Array1::from_shape_fn(d, |k| if v[k] > 0.0 { bx.lo[k] } else { bx.hi[k] });
     let margins = x.dot(&v) + (b[0] - b[1]);
     let clean = margins.iter().filter(|&&m| m > 0.0).count();
-    let analytic = margins.iter().filter(|&&m| m + v.dot(&corner) > 0.0).count();
-    assert!(analytic < clean && analytic > 0, "test data must be informative: {analytic} vs {clean}");
+    let analytic = margins
+        .iter()
+        .filter(|&&m| m + v.dot(&corner) > 0.0)
+        .count();
+    assert!(
+        analytic < clean && analytic > 0,
+        "test data must be informative: {analytic} vs {clean}"
+    );
 
     let opts = AttackOptions::default();
     for kind in AttackKind::ALL {
         let r = attack(kind, &model, &x, &y, &bx, &opts);
         // No attack can beat the true minimum, and all but Cos-UAP reach it here.
-        assert!(r.correct() >= analytic, "{kind}: {} < analytic {analytic}", r.correct());
+        assert!(
+            r.correct() >= analytic,
+            "{kind}: {} < analytic {analytic}",
+            r.correct()
+        );
         if kind != AttackKind::CosUap {
             assert_eq!(r.correct(), analytic, "{kind} misses the worst corner");
         }
@@ -91,8 +101,18 @@ fn samplewise_pgd_matches_the_analytic_worst_case_of_a_linear_model() {
         })
         .collect();
     let robust = count(&analytic);
-    assert!(robust > 0 && robust < n, "test data must be informative: {robust}/{n}");
-    let r = attack(AttackKind::SamplewisePgd, &model, &x, &y, &bx, &AttackOptions::default());
+    assert!(
+        robust > 0 && robust < n,
+        "test data must be informative: {robust}/{n}"
+    );
+    let r = attack(
+        AttackKind::SamplewisePgd,
+        &model,
+        &x,
+        &y,
+        &bx,
+        &AttackOptions::default(),
+    );
     assert_eq!(r.correct_mask(), &analytic[..]);
 }
 
@@ -126,7 +146,10 @@ fn universal_attacks_find_a_planted_universal_perturbation() {
     let clean = count(&evaluate_delta(&model, x.view(), &y, &vec![0.0; bx.dim()]).unwrap());
     let with_trigger = count(&evaluate_delta(&model, x.view(), &y, &planted).unwrap());
     let label3 = y.iter().filter(|&&l| l == 3).count();
-    assert!(with_trigger <= label3 && label3 < clean / 2, "planted δ must fool most samples");
+    assert!(
+        with_trigger <= label3 && label3 < clean / 2,
+        "planted δ must fool most samples"
+    );
     // Adv-UAP is left out: its per-sample adversarial examples here all use other inputs (towards
     // class 0), and the δ synthesised from them switches the trigger unit off.
     for kind in [AttackKind::Pgd, AttackKind::DfUap, AttackKind::CosUap] {
@@ -216,7 +239,11 @@ fn universal_attacks_beat_the_zero_perturbation() {
     let clean = count(&evaluate_delta(&model, x.view(), &y, &vec![0.0; d]).unwrap());
     for kind in UNIVERSAL {
         let r = attack(kind, &model, &x, &y, &bx, &AttackOptions::default());
-        assert!(r.correct() < clean, "{kind}: {} vs clean {clean}", r.correct());
+        assert!(
+            r.correct() < clean,
+            "{kind}: {} vs clean {clean}",
+            r.correct()
+        );
     }
 }
 
@@ -228,7 +255,10 @@ fn attack_names_round_trip() {
     }
     assert_eq!(AttackKind::from_name("fgsm"), None);
     let names: Vec<&str> = AttackKind::ALL.iter().map(|k| k.name()).collect();
-    assert_eq!(names, ["pgd", "df_uap", "cos_uap", "adv_uap", "samplewise_pgd"]);
+    assert_eq!(
+        names,
+        ["pgd", "df_uap", "cos_uap", "adv_uap", "samplewise_pgd"]
+    );
 }
 
 #[test]
@@ -244,7 +274,10 @@ fn bad_inputs_are_errors_not_panics() {
         run(random_matrix(2, 4, 0.0, 1.0, 1).view(), &[0, 1], &bx, &opts),
         Err(AttackError::Shape { .. })
     ));
-    assert!(matches!(run(x.view(), &[0], &bx, &opts), Err(AttackError::Shape { .. })));
+    assert!(matches!(
+        run(x.view(), &[0], &bx, &opts),
+        Err(AttackError::Shape { .. })
+    ));
     assert!(matches!(
         run(x.view(), &[0, 2], &bx, &opts),
         Err(AttackError::LabelOutOfRange { sample: 1, .. })
@@ -272,12 +305,27 @@ fn bad_inputs_are_errors_not_panics() {
         Err(AttackError::NonFiniteInput { sample: 1 })
     ));
     for bad in [
-        AttackOptions { restarts: 0, ..opts.clone() },
-        AttackOptions { step_size: Some(f64::NAN), ..opts.clone() },
-        AttackOptions { step_size: Some(-1.0), ..opts.clone() },
-        AttackOptions { confidence: -1.0, ..opts.clone() },
+        AttackOptions {
+            restarts: 0,
+            ..opts.clone()
+        },
+        AttackOptions {
+            step_size: Some(f64::NAN),
+            ..opts.clone()
+        },
+        AttackOptions {
+            step_size: Some(-1.0),
+            ..opts.clone()
+        },
+        AttackOptions {
+            confidence: -1.0,
+            ..opts.clone()
+        },
     ] {
-        assert!(matches!(run(x.view(), &[0, 1], &bx, &bad), Err(AttackError::BadOption(_))));
+        assert!(matches!(
+            run(x.view(), &[0, 1], &bx, &bad),
+            Err(AttackError::BadOption(_))
+        ));
     }
     assert!(matches!(
         evaluate_delta(&model, x.view(), &[0, 1], &[0.0]),
@@ -310,12 +358,29 @@ impl Classifier for Broken {
 fn misbehaving_classifiers_give_errors_or_safe_results() {
     let x = array![[0.1, 0.2], [0.3, 0.4]];
     let bx = DeltaBox::linf(2, 0.1);
-    let opts = AttackOptions { steps: 5, ..AttackOptions::default() };
+    let opts = AttackOptions {
+        steps: 5,
+        ..AttackOptions::default()
+    };
     for kind in AttackKind::ALL {
-        let shaped = run_attack(kind, &Broken { wrong_shape: true }, x.view(), &[0, 1], &bx, &opts);
+        let shaped = run_attack(
+            kind,
+            &Broken { wrong_shape: true },
+            x.view(),
+            &[0, 1],
+            &bx,
+            &opts,
+        );
         assert!(matches!(shaped, Err(AttackError::Shape { .. })), "{kind}");
-        let nan = run_attack(kind, &Broken { wrong_shape: false }, x.view(), &[0, 1], &bx, &opts)
-            .expect("NaN logits still give a result");
+        let nan = run_attack(
+            kind,
+            &Broken { wrong_shape: false },
+            x.view(),
+            &[0, 1],
+            &bx,
+            &opts,
+        )
+        .expect("NaN logits still give a result");
         assert_eq!(nan.correct(), 0, "{kind}: NaN logits are never correct");
         if let AttackResult::Universal(u) = &nan {
             assert!(u.delta.iter().all(|v| v.is_finite() && v.abs() <= 0.1));
@@ -328,8 +393,15 @@ fn an_empty_batch_has_no_correct_samples() {
     let model = Mlp::random(&[3, 2], 81).unwrap();
     let x = Array2::zeros((0, 3));
     for kind in AttackKind::ALL {
-        let r = run_attack(kind, &model, x.view(), &[], &DeltaBox::linf(3, 0.1), &AttackOptions::default())
-            .unwrap();
+        let r = run_attack(
+            kind,
+            &model,
+            x.view(),
+            &[],
+            &DeltaBox::linf(3, 0.1),
+            &AttackOptions::default(),
+        )
+        .unwrap();
         assert_eq!(r.correct(), 0);
     }
 }

@@ -134,7 +134,11 @@ mod tests {
             let fd = (loss_and_grad(loss, zp.view(), clean.view()).0
                 - loss_and_grad(loss, zm.view(), clean.view()).0)
                 / (2.0 * h);
-            assert!((fd - g[j]).abs() < 1e-5, "{loss:?} coord {j}: fd {fd} vs {}", g[j]);
+            assert!(
+                (fd - g[j]).abs() < 1e-5,
+                "{loss:?} coord {j}: fd {fd} vs {}",
+                g[j]
+            );
         }
     }
 
@@ -142,9 +146,20 @@ mod tests {
     fn gradients_match_finite_differences() {
         let z = array![0.3, -1.2, 2.0, 0.7];
         let c = array![1.0, 0.5, -0.25, 0.1];
-        check_fd(Loss::Margin { label: 0, confidence: 10.0 }, z.clone(), c.clone());
         check_fd(
-            Loss::TargetMargin { label: 1, target: 3, confidence: 10.0 },
+            Loss::Margin {
+                label: 0,
+                confidence: 10.0,
+            },
+            z.clone(),
+            c.clone(),
+        );
+        check_fd(
+            Loss::TargetMargin {
+                label: 1,
+                target: 3,
+                confidence: 10.0,
+            },
             z.clone(),
             c.clone(),
         );
@@ -157,7 +172,10 @@ mod tests {
     fn margin_is_clamped_at_confidence() {
         let z = array![0.0, 5.0, 1.0];
         let (v, g) = loss_and_grad(
-            Loss::Margin { label: 0, confidence: 1.0 },
+            Loss::Margin {
+                label: 0,
+                confidence: 1.0,
+            },
             z.view(),
             z.view(),
         );

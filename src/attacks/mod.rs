@@ -184,11 +184,21 @@ pub enum AttackError {
         expected: usize,
         found: usize,
     },
-    LabelOutOfRange { sample: usize, label: usize, classes: usize },
+    LabelOutOfRange {
+        sample: usize,
+        label: usize,
+        classes: usize,
+    },
     TooFewClasses(usize),
-    NonFiniteInput { sample: usize },
+    NonFiniteInput {
+        sample: usize,
+    },
     /// A box bound is not finite or `lo > hi`.
-    BadBox { coordinate: usize, lo: f64, hi: f64 },
+    BadBox {
+        coordinate: usize,
+        lo: f64,
+        hi: f64,
+    },
     BadOption(String),
 }
 
@@ -367,33 +377,26 @@ impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
         Array1::from_shape_fn(self.lo.len(), |k| rng.uniform(self.lo[k], self.hi[k]))
     }
 
-    /// Logits of the given rows of the inputs plus per-row perturbations `deltas` (`[rows, d]`).
-    pub fn logits_rows(&self, rows: &[usize], deltas: &Array2<f64>) -> Result<Array2<f64>, AttackError> {
-        let x = self.inputs.select(Axis(0), rows) + deltas;
+    /// The given rows of the inputs plus per-row perturbations `deltas` (`[rows, d]`).
+    pub fn perturbed_rows(&self, rows: &[usize], deltas: &Array2<f64>) -> Array2<f64> {
+        self.inputs.select(Axis(0), rows) + deltas
+    }
+
+    /// Every input plus the shared δ.
+    pub fn perturbed_shared(&self, delta: &Array1<f64>) -> Array2<f64> {
+        &self.inputs + delta
+    }
+
+    pub fn logits(&self, x: &Array2<f64>) -> Result<Array2<f64>, AttackError> {
         checked_logits(self.classifier, x.view())
     }
 
-    pub fn gradient_rows(
+    pub fn gradient(
         &self,
-        rows: &[usize],
-        deltas: &Array2<f64>,
+        x: &Array2<f64>,
         grad_logits: &Array2<f64>,
     ) -> Result<Array2<f64>, AttackError> {
-        let x = self.inputs.select(Axis(0), rows) + deltas;
         checked_gradient(self.classifier, x.view(), grad_logits.view())
-    }
-
-    /// Logits of every sample under the shared δ.
-    pub fn logits_shared(&self, delta: &Array1<f64>) -> Result<Array2<f64>, AttackError> {
-        checked_logits(self.classifier, (&self.inputs + delta).view())
-    }
-
-    pub fn gradient_shared(
-        &self,
-        delta: &Array1<f64>,
-        grad_logits: &Array2<f64>,
-    ) -> Result<Array2<f64>, AttackError> {
-        checked_gradient(self.classifier, (&self.inputs + delta).view(), grad_logits.view())
     }
 }
 
@@ -442,7 +445,11 @@ fn checked_logits<C: Classifier + ?Sized>(
 ) -> Result<Array2<f64>, AttackError> {
     let logits = classifier.logits(x);
     check_len("classifier logit rows", x.nrows(), logits.nrows())?;
-    check_len("classifier logit columns", classifier.num_classes(), logits.ncols())?;
+    check_len(
+        "classifier logit columns",
+        classifier.num_classes(),
+        logits.ncols(),
+    )?;
     Ok(logits)
 }
 

@@ -30,7 +30,8 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
         }
     };
     for _ in 0..steps {
-        let logits = p.logits_rows(rows, &deltas)?;
+        let x = p.perturbed_rows(rows, &deltas);
+        let logits = p.logits(&x)?;
         record(&deltas, &logits, fooling);
         let mut grad_logits = Array2::zeros(logits.raw_dim());
         for (r, &i) in rows.iter().enumerate() {
@@ -39,7 +40,7 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
                 grad_logits.row_mut(r).assign(&g);
             }
         }
-        let g = p.gradient_rows(rows, &deltas, &grad_logits)?;
+        let g = p.gradient(&x, &grad_logits)?;
         for r in 0..rows.len() {
             for k in 0..d {
                 let s = g[[r, k]];
@@ -54,7 +55,7 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
             }
         }
     }
-    let logits = p.logits_rows(rows, &deltas)?;
+    let logits = p.logits(&p.perturbed_rows(rows, &deltas))?;
     record(&deltas, &logits, fooling);
     Ok((deltas, logits))
 }
@@ -91,7 +92,14 @@ pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
             label: p.labels[i],
             confidence,
         };
-        descend_each(p, &rows, starts(rows.len()), steps, untargeted, &mut fooling)?;
+        descend_each(
+            p,
+            &rows,
+            starts(rows.len()),
+            steps,
+            untargeted,
+            &mut fooling,
+        )?;
         for target in 0..classes {
             let rows = live(&fooling, Some(target));
             if rows.is_empty() {
@@ -111,6 +119,6 @@ pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
         None => zero[k],
     });
     let all: Vec<usize> = (0..n).collect();
-    let mask = correct_mask(&p.logits_rows(&all, &deltas)?, p.labels);
+    let mask = correct_mask(&p.logits(&p.perturbed_rows(&all, &deltas))?, p.labels);
     Ok((deltas, mask))
 }

@@ -65,7 +65,9 @@ impl Classifier for Mlp {
     }
 
     fn logits(&self, inputs: ArrayView2<f64>) -> Array2<f64> {
-        self.forward(inputs).pop().unwrap_or_else(|| Array2::zeros((0, 0)))
+        self.forward(inputs)
+            .pop()
+            .unwrap_or_else(|| Array2::zeros((0, 0)))
     }
 
     fn input_gradient(&self, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Array2<f64> {
@@ -117,7 +119,11 @@ mod tests {
                 let mut xm = x.clone();
                 xm[[i, k]] -= h;
                 let fd = (objective(&xp) - objective(&xm)) / (2.0 * h);
-                assert!((fd - g[[i, k]]).abs() < 1e-6, "({i},{k}): fd {fd} vs {}", g[[i, k]]);
+                assert!(
+                    (fd - g[[i, k]]).abs() < 1e-6,
+                    "({i},{k}): fd {fd} vs {}",
+                    g[[i, k]]
+                );
             }
         }
     }

@@ -59,7 +59,8 @@ fn descend<C: Classifier + ?Sized>(
     let mut m = Array1::<f64>::zeros(d);
     let mut v = Array1::<f64>::zeros(d);
     for t in 1..=steps {
-        let logits = p.logits_shared(&delta)?;
+        let x = p.perturbed_shared(&delta);
+        let logits = p.logits(&x)?;
         best.offer(&delta, correct_mask(&logits, p.labels));
         let mut grad_logits = Array2::zeros(logits.raw_dim());
         for i in 0..n {
@@ -67,7 +68,7 @@ fn descend<C: Classifier + ?Sized>(
             let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean_row);
             grad_logits.row_mut(i).assign(&g);
         }
-        let g = p.gradient_shared(&delta, &grad_logits)?.sum_axis(Axis(0));
+        let g = p.gradient(&x, &grad_logits)?.sum_axis(Axis(0));
         match rule {
             StepRule::Sign => {
                 for k in 0..d {
@@ -81,13 +82,17 @@ fn descend<C: Classifier + ?Sized>(
                     m[k] = b1 * m[k] + (1.0 - b1) * g[k];
                     v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
                     let denom = (v[k] / c2).sqrt();
-                    let step = if denom > 0.0 { (m[k] / c1) / denom } else { 0.0 };
+                    let step = if denom > 0.0 {
+                        (m[k] / c1) / denom
+                    } else {
+                        0.0
+                    };
                     delta[k] = p.clamp(k, delta[k] - alpha[k] * step);
                 }
             }
         }
     }
-    let logits = p.logits_shared(&delta)?;
+    let logits = p.logits(&p.perturbed_shared(&delta))?;
     best.offer(&delta, correct_mask(&logits, p.labels));
     Ok(delta)
 }
@@ -112,7 +117,10 @@ fn over_restarts<C: Classifier + ?Sized>(
 ) -> Outcome {
     let mut rng = SplitMix64::new(p.options.seed);
     let zero = p.zero_start();
-    let mut best = Best::new(zero.clone(), correct_mask(&p.logits_shared(&zero)?, p.labels));
+    let mut best = Best::new(
+        zero.clone(),
+        correct_mask(&p.logits(&p.perturbed_shared(&zero))?, p.labels),
+    );
     for r in 0..p.options.restarts {
         let start = if r == 0 && !random_first {
             zero.clone()
@@ -138,7 +146,16 @@ pub(crate) fn pgd<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
         PgdLoss::Margin => margin(p, i),
     };
     over_restarts(p, false, |start, best| {
-        descend(p, start, p.options.steps, StepRule::Sign, loss_for, None, best).map(|_| ())
+        descend(
+            p,
+            start,
+            p.options.steps,
+            StepRule::Sign,
+            loss_for,
+            None,
+            best,
+        )
+        .map(|_| ())
     })
 }
 
@@ -161,7 +178,7 @@ pub(crate) fn df_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
 /// Cos-UAP: Adam on the summed cosine similarity between clean and perturbed logits. δ = 0 is a
 /// stationary point of this loss (the cosine is maximal there), so every restart starts at random.
 pub(crate) fn cos_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
-    let clean = p.logits_shared(&Array1::zeros(p.lo.len()))?;
+    let clean = p.logits(&p.inputs.to_owned())?;
     over_restarts(p, true, |start, best| {
         descend(
             p,
@@ -190,13 +207,21 @@ pub(crate) fn adv_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
     over_restarts(p, false, |start, best| {
         let starts = Array2::from_shape_fn((n, start.len()), |(_, k)| start[k]);
         let mut fooling = vec![None; n];
-        let (last, last_logits) =
-            descend_each(p, &rows, starts, sample_steps, |i| margin(p, i), &mut fooling)?;
+        let (last, last_logits) = descend_each(
+            p,
+            &rows,
+            starts,
+            sample_steps,
+            |i| margin(p, i),
+            &mut fooling,
+        )?;
         let mut targets = Vec::with_capacity(n);
         let mut sum = Array1::<f64>::zeros(start.len());
         for i in 0..n {
             let (delta_i, target) = match &fooling[i] {
-                Some((delta_i, logits_i)) => (delta_i.view(), super::losses::argmax(logits_i.view())),
+                Some((delta_i, logits_i)) => {
+                    (delta_i.view(), super::losses::argmax(logits_i.view()))
+                }
                 None => (
                     last.row(i),
                     super::losses::max_other(last_logits.row(i), p.labels[i]).0,
