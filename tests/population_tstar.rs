@@ -35,7 +35,10 @@ fn t_star_decreases_in_n_and_xi() {
     let ns = [1, 2, 5, 10, 50, 100, 1000, 10_000, 1_000_000];
     for xi in [f64::MIN_POSITIVE / 1e10, 1e-9, 0.01, 0.1, 0.5, 0.99] {
         let curve = t_star_curve(xi, &ns).unwrap();
-        assert!(curve.windows(2).all(|w| w[1].1 < w[0].1), "ξ={xi}: {curve:?}");
+        assert!(
+            curve.windows(2).all(|w| w[1].1 < w[0].1),
+            "ξ={xi}: {curve:?}"
+        );
     }
     for n in ns {
         let ts: Vec<f64> = [1e-9, 0.01, 0.1, 0.5, 0.99]

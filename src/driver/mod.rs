@@ -2,3 +2,4 @@
 
 pub mod artifacts;
 pub mod report;
+pub mod verify;

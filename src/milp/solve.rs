@@ -61,7 +61,9 @@ impl MilpBackend for Microlp {
         time_limit: Option<Duration>,
         warm_start: Option<&[f64]>,
     ) -> Result<BackendResult, MilpError> {
-        use microlp::{ComparisonOp, OptimizationDirection, Problem, SolveOutcome, TerminationReason};
+        use microlp::{
+            ComparisonOp, OptimizationDirection, Problem, SolveOutcome, TerminationReason,
+        };
         model.validate()?;
         let mut p = Problem::new(OptimizationDirection::Minimize);
         let vars: Vec<microlp::Variable> = model
@@ -69,7 +71,9 @@ impl MilpBackend for Microlp {
             .iter()
             .map(|v| match v.kind {
                 VarKind::Continuous => p.add_var(v.obj, (v.lo, v.hi)),
-                VarKind::Binary => p.add_integer_var(v.obj, (v.lo.ceil() as i32, v.hi.floor() as i32)),
+                VarKind::Binary => {
+                    p.add_integer_var(v.obj, (v.lo.ceil() as i32, v.hi.floor() as i32))
+                }
             })
             .collect();
         for r in &model.rows {
@@ -84,7 +88,9 @@ impl MilpBackend for Microlp {
         options.time_limit = time_limit;
         if let Some(x) = warm_start {
             if x.len() != vars.len() || x.iter().any(|v| !v.is_finite()) {
-                return Err(MilpError::InvalidInput("warm start has the wrong length".into()));
+                return Err(MilpError::InvalidInput(
+                    "warm start has the wrong length".into(),
+                ));
             }
             options.warm_start = Some(vars.iter().copied().zip(x.iter().copied()).collect());
         }
@@ -101,7 +107,11 @@ impl MilpBackend for Microlp {
                 let value = model.objective_at(&values);
                 let optimal = sol.termination_reason() == TerminationReason::ProvenOptimal;
                 BackendResult {
-                    status: if optimal { MilpStatus::Optimal } else { MilpStatus::TimeLimit },
+                    status: if optimal {
+                        MilpStatus::Optimal
+                    } else {
+                        MilpStatus::TimeLimit
+                    },
                     dual_bound: if optimal { sol.objective() } else { proven },
                     incumbent: Some((value, values)),
                     nodes,
@@ -162,7 +172,8 @@ pub fn certify_universal(
         backend.solve(&milp.model, options.time_limit, warm.as_deref())?
     } else {
         // Nothing left to decide: every sample is fixed.
-        let x = warm.unwrap_or_else(|| milp.assignment_for(&milp.delta_of(&[])).unwrap_or_default());
+        let x =
+            warm.unwrap_or_else(|| milp.assignment_for(&milp.delta_of(&[])).unwrap_or_default());
         BackendResult {
             status: MilpStatus::Optimal,
             dual_bound: 0.0,

@@ -48,7 +48,10 @@ pub(super) struct Checker<'a> {
 /// Local names while evaluating inside a block: its parameters.
 pub(super) type Locals = HashMap<String, Value>;
 
-pub(super) fn check(path: &Path, loader: &dyn Loader) -> (SourceMap, Result<CheckedProgram, Diagnostics>) {
+pub(super) fn check(
+    path: &Path,
+    loader: &dyn Loader,
+) -> (SourceMap, Result<CheckedProgram, Diagnostics>) {
     let mut c = Checker {
         loader,
         sources: SourceMap::new(),
@@ -77,7 +80,12 @@ pub(super) fn check(path: &Path, loader: &dyn Loader) -> (SourceMap, Result<Chec
             return (c.sources, Err(Diagnostics { items: vec![d] }));
         }
     };
-    let root = c.load_module(key, path.display().to_string(), Some(path.to_path_buf()), text);
+    let root = c.load_module(
+        key,
+        path.display().to_string(),
+        Some(path.to_path_buf()),
+        text,
+    );
     c.check_root(root);
     let Checker {
         sources,
@@ -112,7 +120,13 @@ impl<'a> Checker<'a> {
 
     // ---------------------------------------------------------------- modules and scopes
 
-    fn load_module(&mut self, key: ModuleKey, name: String, path: Option<PathBuf>, text: String) -> usize {
+    fn load_module(
+        &mut self,
+        key: ModuleKey,
+        name: String,
+        path: Option<PathBuf>,
+        text: String,
+    ) -> usize {
         let source = self.sources.add(name, path.clone(), text);
         let file = match syntax::parse(source, &self.sources.get(source).text) {
             Ok(f) => f,
@@ -141,14 +155,19 @@ impl<'a> Checker<'a> {
             if let Some(name) = item.name() {
                 if let Some(prev) = defined.get(&name.name) {
                     self.error(
-                        Diagnostic::error("E0104", format!("`{}` is defined more than once", name.name))
-                            .with_primary(name.span, "redefined here")
-                            .with_secondary(*prev, "first defined here"),
+                        Diagnostic::error(
+                            "E0104",
+                            format!("`{}` is defined more than once", name.name),
+                        )
+                        .with_primary(name.span, "redefined here")
+                        .with_secondary(*prev, "first defined here"),
                     );
                     continue;
                 }
                 defined.insert(name.name.clone(), name.span);
-                self.modules[module].scope.insert(name.name.clone(), ItemRef { module, index });
+                self.modules[module]
+                    .scope
+                    .insert(name.name.clone(), ItemRef { module, index });
             }
         }
         for item in &file.items {
@@ -176,8 +195,9 @@ impl<'a> Checker<'a> {
         for (name, span) in names {
             let Some(item) = self.modules[target].scope.get(&name).copied() else {
                 let available: Vec<String> = self.module_item_names(target);
-                let mut d = Diagnostic::error("E0107", format!("module has no item named `{name}`"))
-                    .with_primary(span, "not found in the imported module");
+                let mut d =
+                    Diagnostic::error("E0107", format!("module has no item named `{name}`"))
+                        .with_primary(span, "not found in the imported module");
                 if let Some(s) = closest(&name, available.iter().map(String::as_str)) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
@@ -215,9 +235,12 @@ impl<'a> Checker<'a> {
         let (key, name, path, text_result, span) = match &u.module {
             ast::ModuleRef::Std(id) => {
                 let Some(text) = std_module(&id.name) else {
-                    let mut d = Diagnostic::error("E0106", format!("unknown standard module `std::{}`", id.name))
-                        .with_primary(id.span, "not in the standard library")
-                        .with_note(format!("standard modules: {}", STD_MODULES.join(", ")));
+                    let mut d = Diagnostic::error(
+                        "E0106",
+                        format!("unknown standard module `std::{}`", id.name),
+                    )
+                    .with_primary(id.span, "not in the standard library")
+                    .with_note(format!("standard modules: {}", STD_MODULES.join(", ")));
                     if let Some(s) = closest(&id.name, STD_MODULES.iter().copied()) {
                         d = d.with_help(format!("did you mean `std::{s}`?"));
                     }
@@ -241,7 +264,10 @@ impl<'a> Checker<'a> {
                     return None;
                 };
                 let path = normalize(&dir.join(&s.value));
-                let text = if self.module_keys.contains_key(&ModuleKey::File(path.clone())) {
+                let text = if self
+                    .module_keys
+                    .contains_key(&ModuleKey::File(path.clone()))
+                {
                     Ok(String::new())
                 } else {
                     self.loader.read(&path)
@@ -266,7 +292,10 @@ impl<'a> Checker<'a> {
                 .collect();
             self.error(
                 Diagnostic::error("E0105", "import cycle")
-                    .with_primary(span, "this import leads back to a file that is still being imported")
+                    .with_primary(
+                        span,
+                        "this import leads back to a file that is still being imported",
+                    )
                     .with_note(format!("cycle: {}", chain.join(" → "))),
             );
             return None;
@@ -311,8 +340,9 @@ impl<'a> Checker<'a> {
         let kind = self.item(r).kind_word();
         if kind != want {
             let decl = self.item(r).name().map(|n| n.span);
-            let mut d = Diagnostic::error("E0102", format!("`{}` is a {kind}, not a {want}", id.name))
-                .with_primary(id.span, format!("expected a {want}"));
+            let mut d =
+                Diagnostic::error("E0102", format!("`{}` is a {kind}, not a {want}", id.name))
+                    .with_primary(id.span, format!("expected a {want}"));
             if let Some(s) = decl {
                 d = d.with_secondary(s, format!("`{}` is declared here", id.name));
             }
@@ -327,8 +357,15 @@ impl<'a> Checker<'a> {
     fn check_root(&mut self, root: usize) {
         let file = self.modules[root].file.clone();
         for (index, item) in file.items.iter().enumerate() {
-            let r = ItemRef { module: root, index };
-            if self.modules[root].scope.get(item.name().map_or("", |n| n.name.as_str())) != Some(&r) {
+            let r = ItemRef {
+                module: root,
+                index,
+            };
+            if self.modules[root]
+                .scope
+                .get(item.name().map_or("", |n| n.name.as_str()))
+                != Some(&r)
+            {
                 if !matches!(item, ast::Item::Use(_)) {
                     continue; // a duplicate, already reported
                 }
@@ -364,8 +401,11 @@ impl<'a> Checker<'a> {
         };
         if !self.consts_in_progress.insert(r) {
             self.error(
-                Diagnostic::error("E0108", format!("constant `{}` is defined in terms of itself", c.name.name))
-                    .with_primary(c.name.span, "cyclic definition"),
+                Diagnostic::error(
+                    "E0108",
+                    format!("constant `{}` is defined in terms of itself", c.name.name),
+                )
+                .with_primary(c.name.span, "cyclic definition"),
             );
             return None;
         }
@@ -420,8 +460,11 @@ impl<'a> Checker<'a> {
                     other => {
                         let kind = other.kind_word();
                         self.error(
-                            Diagnostic::error("E0102", format!("`{n}` is a {kind}, not a constant"))
-                                .with_primary(e.span, "expected a value"),
+                            Diagnostic::error(
+                                "E0102",
+                                format!("`{n}` is a {kind}, not a constant"),
+                            )
+                            .with_primary(e.span, "expected a value"),
                         );
                         return None;
                     }
@@ -465,13 +508,24 @@ impl<'a> Checker<'a> {
 
     pub fn type_error<T>(&mut self, span: Span, want: &str, got: &Value) -> Option<T> {
         self.error(
-            Diagnostic::error("E0201", format!("expected {want}, found {}", got.type_name()))
-                .with_primary(span, format!("this is {}", got.type_name())),
+            Diagnostic::error(
+                "E0201",
+                format!("expected {want}, found {}", got.type_name()),
+            )
+            .with_primary(span, format!("this is {}", got.type_name())),
         );
         None
     }
 
-    fn binary(&mut self, op: ast::BinOp, l: Value, r: Value, span: Span, lspan: Span, rspan: Span) -> Option<Value> {
+    fn binary(
+        &mut self,
+        op: ast::BinOp,
+        l: Value,
+        r: Value,
+        span: Span,
+        lspan: Span,
+        rspan: Span,
+    ) -> Option<Value> {
         use ast::BinOp as B;
         match (op, l, r) {
             (B::And | B::Or, Value::Bool(a), Value::Bool(b)) => {
@@ -520,14 +574,20 @@ impl<'a> Checker<'a> {
             Value::Num(r) if r.is_integer() && r.num >= 0 => match usize::try_from(r.num) {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    self.error(Diagnostic::error("E0203", format!("{what} is too large")).with_primary(span, "too large"));
+                    self.error(
+                        Diagnostic::error("E0203", format!("{what} is too large"))
+                            .with_primary(span, "too large"),
+                    );
                     None
                 }
             },
             Value::Num(r) => {
                 self.error(
-                    Diagnostic::error("E0204", format!("{what} must be a non-negative integer, found {r}"))
-                        .with_primary(span, format!("this is {r}")),
+                    Diagnostic::error(
+                        "E0204",
+                        format!("{what} must be a non-negative integer, found {r}"),
+                    )
+                    .with_primary(span, format!("this is {r}")),
                 );
                 None
             }
@@ -540,7 +600,8 @@ impl<'a> Checker<'a> {
         let n = self.as_usize(v, span, what)?;
         if n == 0 {
             self.error(
-                Diagnostic::error("E0204", format!("{what} must be at least 1, found 0")).with_primary(span, "this is 0"),
+                Diagnostic::error("E0204", format!("{what} must be at least 1, found 0"))
+                    .with_primary(span, "this is 0"),
             );
             return None;
         }
@@ -550,14 +611,24 @@ impl<'a> Checker<'a> {
     pub fn as_shape(&mut self, v: &Value, span: Span, what: &str) -> Option<Vec<usize>> {
         match v {
             Value::List(items) if !items.is_empty() => {
-                let dims: Vec<Option<usize>> = items.iter().map(|d| self.as_positive(d, span, "a dimension")).collect();
+                let dims: Vec<Option<usize>> = items
+                    .iter()
+                    .map(|d| self.as_positive(d, span, "a dimension"))
+                    .collect();
                 dims.into_iter().collect()
             }
             Value::List(_) => {
-                self.error(Diagnostic::error("E0204", format!("{what} must not be empty")).with_primary(span, "empty shape"));
+                self.error(
+                    Diagnostic::error("E0204", format!("{what} must not be empty"))
+                        .with_primary(span, "empty shape"),
+                );
                 None
             }
-            other => self.type_error(span, &format!("a shape list like [1, 28, 28] ({what})"), other),
+            other => self.type_error(
+                span,
+                &format!("a shape list like [1, 28, 28] ({what})"),
+                other,
+            ),
         }
     }
 
@@ -594,7 +665,11 @@ impl<'a> Checker<'a> {
         idx
     }
 
-    fn check_perturbation(&mut self, module: usize, p: &ast::PerturbationDecl) -> Option<CheckedPerturbation> {
+    fn check_perturbation(
+        &mut self,
+        module: usize,
+        p: &ast::PerturbationDecl,
+    ) -> Option<CheckedPerturbation> {
         // Evaluate element-wise when the ε is a literal list, so errors point at the element.
         let elems: Vec<(Option<Value>, Span)> = match &p.eps.kind {
             ast::ExprKind::List(items) => items
@@ -604,14 +679,17 @@ impl<'a> Checker<'a> {
             _ => {
                 let v = self.eval(module, &p.eps, &Locals::new());
                 match v {
-                    Some(Value::List(vs)) if !p.per_channel => vs.into_iter().map(|v| (Some(v), p.eps.span)).collect(),
+                    Some(Value::List(vs)) if !p.per_channel => {
+                        vs.into_iter().map(|v| (Some(v), p.eps.span)).collect()
+                    }
                     v => vec![(v, p.eps.span)],
                 }
             }
         };
         if elems.is_empty() {
             self.error(
-                Diagnostic::error("E0205", "the ε list is empty").with_primary(p.eps.span, "give at least one radius"),
+                Diagnostic::error("E0205", "the ε list is empty")
+                    .with_primary(p.eps.span, "give at least one radius"),
             );
             return None;
         }
@@ -622,7 +700,9 @@ impl<'a> Checker<'a> {
             let all_lists = elems.iter().all(|(v, _)| matches!(v, Some(Value::List(_))));
             if all_lists {
                 for (v, span) in elems {
-                    let Some(Value::List(cs)) = v else { unreachable!() };
+                    let Some(Value::List(cs)) = v else {
+                        unreachable!()
+                    };
                     let rs: Vec<Option<Exact>> = cs.iter().map(|c| self.epsilon(c, span)).collect();
                     match rs.into_iter().collect::<Option<Vec<_>>>() {
                         Some(rs) => eps.push(Epsilon::PerChannel(rs)),
@@ -675,16 +755,22 @@ impl<'a> Checker<'a> {
                 Some(e) => Some(e),
                 None => {
                     self.error(
-                        Diagnostic::error("E0203", "ε does not fit a 64-bit fraction").with_primary(span, "too large"),
+                        Diagnostic::error("E0203", "ε does not fit a 64-bit fraction")
+                            .with_primary(span, "too large"),
                     );
                     None
                 }
             },
             other => {
                 self.error(
-                    Diagnostic::error("E0206", format!("ε must be a number, found {}", other.type_name()))
-                        .with_primary(span, "not a number")
-                        .with_help("write ε as an exact fraction such as 8/255, or a list [2/255, 4/255]"),
+                    Diagnostic::error(
+                        "E0206",
+                        format!("ε must be a number, found {}", other.type_name()),
+                    )
+                    .with_primary(span, "not a number")
+                    .with_help(
+                        "write ε as an exact fraction such as 8/255, or a list [2/255, 4/255]",
+                    ),
                 );
                 None
             }
@@ -694,8 +780,12 @@ impl<'a> Checker<'a> {
     // ---------------------------------------------------------------- properties
 
     fn property(&mut self, module: usize, p: &ast::PropertyDecl) {
-        let net = self.lookup_kind(module, &p.network, "network").and_then(|r| self.network(r));
-        let data = self.lookup_kind(module, &p.dataset, "dataset").and_then(|r| self.dataset(r));
+        let net = self
+            .lookup_kind(module, &p.network, "network")
+            .and_then(|r| self.network(r));
+        let data = self
+            .lookup_kind(module, &p.dataset, "dataset")
+            .and_then(|r| self.dataset(r));
         let pert = self
             .lookup_kind(module, &p.perturbation, "perturbation")
             .and_then(|r| self.perturbation(r));
@@ -710,10 +800,13 @@ impl<'a> Checker<'a> {
         let mut errors = Vec::new();
         if network.graph.is_none() {
             errors.push(
-                Diagnostic::error("E0310", format!("network `{}` has no weights", network.name))
-                    .with_primary(p.network.span, "cannot be certified without weights")
-                    .with_secondary(network.span, "declared here without `weights`")
-                    .with_help("add `weights \"file.safetensors\"` to the network declaration"),
+                Diagnostic::error(
+                    "E0310",
+                    format!("network `{}` has no weights", network.name),
+                )
+                .with_primary(p.network.span, "cannot be certified without weights")
+                .with_secondary(network.span, "declared here without `weights`")
+                .with_help("add `weights \"file.safetensors\"` to the network declaration"),
             );
         }
         if dataset.data.shape != network.input_shape {
@@ -737,10 +830,18 @@ impl<'a> Checker<'a> {
             errors.push(
                 Diagnostic::error("E0113", format!("dataset `{}` has no labels", dataset.name))
                     .with_primary(p.dataset.span, "certified accuracy needs labelled samples")
-                    .with_help("noise inputs are for `certify classwise accuracy` (the backdoor scan)"),
+                    .with_help(
+                        "noise inputs are for `certify classwise accuracy` (the backdoor scan)",
+                    ),
             );
         }
-        if let Some((i, &label)) = dataset.data.labels.iter().enumerate().find(|(_, &l)| l >= network.num_classes) {
+        if let Some((i, &label)) = dataset
+            .data
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l >= network.num_classes)
+        {
             errors.push(
                 Diagnostic::error(
                     "E0308",
@@ -818,11 +919,15 @@ impl<'a> Checker<'a> {
                     o.confidence = c;
                 }),
                 "compare" => match &e.value {
-                    ast::OptValue::Word { word, args: None, .. } if word.name == "samplewise" => {
+                    ast::OptValue::Word {
+                        word, args: None, ..
+                    } if word.name == "samplewise" => {
                         o.compare_samplewise = true;
                         Some(())
                     }
-                    ast::OptValue::Word { word, args: None, .. } if word.name == "none" => Some(()),
+                    ast::OptValue::Word {
+                        word, args: None, ..
+                    } if word.name == "none" => Some(()),
                     v => self.bad_option(v.span(), "compare", &["samplewise", "none"]),
                 },
                 "attacks" => self.opt_attacks(&e.value).map(|a| o.attacks = a),
@@ -865,12 +970,22 @@ impl<'a> Checker<'a> {
                 for a in args.iter().flatten() {
                     let val = self.eval(module, &a.value, &Locals::new())?;
                     match a.name.as_ref().map(|n| n.name.as_str()) {
-                        Some("iterations") => iterations = self.as_positive(&val, a.value.span, "iterations")?,
+                        Some("iterations") => {
+                            iterations = self.as_positive(&val, a.value.span, "iterations")?
+                        }
                         Some("lr") => match val {
                             Value::Num(r) if r.num > 0 => learning_rate = r.to_f64(),
-                            _ => return self.bad_option(a.value.span, "lr", &["a positive number"]),
+                            _ => {
+                                return self.bad_option(a.value.span, "lr", &["a positive number"])
+                            }
                         },
-                        _ => return self.bad_option(a.span, "alpha-crown", &["iterations: N", "lr: X"]),
+                        _ => {
+                            return self.bad_option(
+                                a.span,
+                                "alpha-crown",
+                                &["iterations: N", "lr: X"],
+                            )
+                        }
                     }
                 }
                 Some(BoundsOption::AlphaCrown {
@@ -898,8 +1013,16 @@ impl<'a> Checker<'a> {
                 return self.bad_option(a.span, "solver", ALLOWED);
             }
             match self.eval(module, &a.value, &Locals::new())? {
-                Value::Duration(r) if r.num > 0 => time_limit = Duration::from_secs_f64(r.to_f64().min(1e9)),
-                _ => return self.bad_option(a.value.span, "time_limit", &["a positive duration like 60s"]),
+                Value::Duration(r) if r.num > 0 => {
+                    time_limit = Duration::from_secs_f64(r.to_f64().min(1e9))
+                }
+                _ => {
+                    return self.bad_option(
+                        a.value.span,
+                        "time_limit",
+                        &["a positive duration like 60s"],
+                    )
+                }
             }
         }
         Some(SolverOption { kind, time_limit })
@@ -908,7 +1031,9 @@ impl<'a> Checker<'a> {
     fn opt_confidence(&mut self, module: usize, v: &ast::OptValue) -> Option<Exact> {
         let val = match v {
             ast::OptValue::Expr(e) => self.eval(module, e, &Locals::new())?,
-            ast::OptValue::Word { word, args: None, .. } => {
+            ast::OptValue::Word {
+                word, args: None, ..
+            } => {
                 let e = ast::Expr {
                     kind: ast::ExprKind::Name(word.name.clone()),
                     span: word.span,
@@ -934,7 +1059,9 @@ impl<'a> Checker<'a> {
         let mut out = Vec::new();
         for i in items {
             let a = match i {
-                ast::OptValue::Word { word, args: None, .. } => match word.name.as_str() {
+                ast::OptValue::Word {
+                    word, args: None, ..
+                } => match word.name.as_str() {
                     "pgd" => Some(Attack::Pgd),
                     "df_uap" => Some(Attack::DfUap),
                     "cos_uap" => Some(Attack::CosUap),
@@ -954,7 +1081,10 @@ impl<'a> Checker<'a> {
 }
 
 /// The candidate closest to `name` by edit distance, if reasonably close.
-pub(super) fn closest<'s>(name: &str, candidates: impl Iterator<Item = &'s str>) -> Option<&'s str> {
+pub(super) fn closest<'s>(
+    name: &str,
+    candidates: impl Iterator<Item = &'s str>,
+) -> Option<&'s str> {
     let limit = (name.len() / 3).max(1);
     candidates
         .map(|c| (edit_distance(name, c), c))
@@ -969,7 +1099,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }

@@ -97,7 +97,8 @@ impl<'a> Checker<'a> {
             let total = numel.checked_mul(count).filter(|t| *t <= 1 << 30);
             let Some(total) = total else {
                 self.error(
-                    Diagnostic::error("E0204", "noise dataset is too large").with_primary(call.span, "more than 2^30 values"),
+                    Diagnostic::error("E0204", "noise dataset is too large")
+                        .with_primary(call.span, "more than 2^30 values"),
                 );
                 return None;
             };
@@ -137,16 +138,28 @@ impl<'a> Checker<'a> {
         let images: Vec<f64> = data.images.iter().map(|x| x * scale.value).collect();
         if let Some(i) = images.iter().position(|x| !x.is_finite()) {
             self.error(
-                Diagnostic::error("E0304", format!("dataset `{}` contains a non-finite pixel (value index {i})", d.name.name))
-                    .with_primary(call.span, "NaN or infinity in the data"),
+                Diagnostic::error(
+                    "E0304",
+                    format!(
+                        "dataset `{}` contains a non-finite pixel (value index {i})",
+                        d.name.name
+                    ),
+                )
+                .with_primary(call.span, "NaN or infinity in the data"),
             );
             return None;
         }
         if images.iter().any(|x| !(0.0..=1.0).contains(x)) {
             self.diags.push(
-                Diagnostic::warning("E0312", format!("dataset `{}` has pixels outside [0, 1] after scaling", d.name.name))
-                    .with_primary(call.span, format!("scaled by {scale}"))
-                    .with_help("set the pixel factor with `| scale 1/255` (files default to 1/255)"),
+                Diagnostic::warning(
+                    "E0312",
+                    format!(
+                        "dataset `{}` has pixels outside [0, 1] after scaling",
+                        d.name.name
+                    ),
+                )
+                .with_primary(call.span, format!("scaled by {scale}"))
+                .with_help("set the pixel factor with `| scale 1/255` (files default to 1/255)"),
             );
         }
         Some(CheckedDataset {
@@ -164,13 +177,21 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn req(&mut self, call: &ast::Call, args: &HashMap<String, (Value, Span)>, key: &str) -> Option<(Value, Span)> {
+    fn req(
+        &mut self,
+        call: &ast::Call,
+        args: &HashMap<String, (Value, Span)>,
+        key: &str,
+    ) -> Option<(Value, Span)> {
         match args.get(key) {
             Some(v) => Some(v.clone()),
             None => {
                 self.error(
-                    Diagnostic::error("E0110", format!("`{}` is missing argument `{key}`", call.callee.name))
-                        .with_primary(call.span, "in this source"),
+                    Diagnostic::error(
+                        "E0110",
+                        format!("`{}` is missing argument `{key}`", call.callee.name),
+                    )
+                    .with_primary(call.span, "in this source"),
                 );
                 None
             }
@@ -178,7 +199,11 @@ impl<'a> Checker<'a> {
     }
 
     /// Arguments of a source call: positional ones are named by the source's signature.
-    fn source_args(&mut self, module: usize, call: &ast::Call) -> Option<HashMap<String, (Value, Span)>> {
+    fn source_args(
+        &mut self,
+        module: usize,
+        call: &ast::Call,
+    ) -> Option<HashMap<String, (Value, Span)>> {
         let sig: &[&str] = match call.callee.name.as_str() {
             "npz" | "cifar" => &["path"],
             "npy" | "idx" => &["images", "labels"],
@@ -194,9 +219,12 @@ impl<'a> Checker<'a> {
             };
             let Some(key) = key else {
                 self.error(
-                    Diagnostic::error("E0110", format!("unexpected argument to `{}`", call.callee.name))
-                        .with_primary(a.span, "unexpected")
-                        .with_note(format!("parameters: {}", sig.join(", "))),
+                    Diagnostic::error(
+                        "E0110",
+                        format!("unexpected argument to `{}`", call.callee.name),
+                    )
+                    .with_primary(a.span, "unexpected")
+                    .with_note(format!("parameters: {}", sig.join(", "))),
                 );
                 ok = false;
                 continue;
@@ -210,7 +238,8 @@ impl<'a> Checker<'a> {
                     }
                 }
                 self.error(
-                    Diagnostic::error("E0112", "invalid value for `layout`").with_primary(a.value.span, "expected `chw` or `hwc`"),
+                    Diagnostic::error("E0112", "invalid value for `layout`")
+                        .with_primary(a.value.span, "expected `chw` or `hwc`"),
                 );
                 ok = false;
                 continue;
@@ -225,7 +254,13 @@ impl<'a> Checker<'a> {
         ok.then_some(out)
     }
 
-    fn path_arg(&mut self, module: usize, call: &ast::Call, args: &HashMap<String, (Value, Span)>, key: &str) -> Option<std::path::PathBuf> {
+    fn path_arg(
+        &mut self,
+        module: usize,
+        call: &ast::Call,
+        args: &HashMap<String, (Value, Span)>,
+        key: &str,
+    ) -> Option<std::path::PathBuf> {
         let (v, span) = self.req(call, args, key)?;
         let s = self.as_string(&v, span)?;
         let path = self.resolve_path(module, &s);
@@ -236,7 +271,13 @@ impl<'a> Checker<'a> {
         Some(path)
     }
 
-    fn file_source(&mut self, module: usize, kind: &str, call: &ast::Call, args: &HashMap<String, (Value, Span)>) -> Option<DatasetSource> {
+    fn file_source(
+        &mut self,
+        module: usize,
+        kind: &str,
+        call: &ast::Call,
+        args: &HashMap<String, (Value, Span)>,
+    ) -> Option<DatasetSource> {
         Some(match kind {
             "npz" => DatasetSource::Npz(self.path_arg(module, call, args, "path")?),
             "cifar" => DatasetSource::CifarBinary(self.path_arg(module, call, args, "path")?),
@@ -252,7 +293,9 @@ impl<'a> Checker<'a> {
             }
             _ => {
                 let path = self.path_arg(module, call, args, "path");
-                let shape = self.req(call, args, "shape").and_then(|(v, s)| self.as_shape(&v, s, "the CSV sample shape"));
+                let shape = self
+                    .req(call, args, "shape")
+                    .and_then(|(v, s)| self.as_shape(&v, s, "the CSV sample shape"));
                 let layout = match args.get("layout") {
                     Some((Value::Str(s), _)) if s == "hwc" => PixelLayout::Hwc,
                     _ => PixelLayout::Chw,
@@ -267,7 +310,11 @@ impl<'a> Checker<'a> {
     }
 
     /// The pixel scale and the selection given by the transforms.
-    fn transforms(&mut self, module: usize, d: &ast::DatasetDecl) -> Option<(Option<Exact>, Selection)> {
+    fn transforms(
+        &mut self,
+        module: usize,
+        d: &ast::DatasetDecl,
+    ) -> Option<(Option<Exact>, Selection)> {
         let mut scale = None;
         let mut selection = None;
         let mut scale_span: Option<Span> = None;
@@ -276,12 +323,20 @@ impl<'a> Checker<'a> {
         let locals = Locals::new();
         for t in &d.transforms {
             let is_scale = matches!(t.kind, ast::TransformKind::Scale(_));
-            let prev = if is_scale { &mut scale_span } else { &mut sel_span };
+            let prev = if is_scale {
+                &mut scale_span
+            } else {
+                &mut sel_span
+            };
             if let Some(p) = *prev {
                 self.error(
                     Diagnostic::error(
                         "E0113",
-                        if is_scale { "the pixel scale is given twice" } else { "only one selection (`first`, `range`, `sample`) is allowed" },
+                        if is_scale {
+                            "the pixel scale is given twice"
+                        } else {
+                            "only one selection (`first`, `range`, `sample`) is allowed"
+                        },
                     )
                     .with_primary(t.span, "second one here")
                     .with_secondary(p, "first one here"),
@@ -298,7 +353,11 @@ impl<'a> Checker<'a> {
                     },
                     Some(Value::Num(r)) => {
                         self.error(
-                            Diagnostic::error("E0204", format!("the pixel scale must be positive, found {r}")).with_primary(e.span, "here"),
+                            Diagnostic::error(
+                                "E0204",
+                                format!("the pixel scale must be positive, found {r}"),
+                            )
+                            .with_primary(e.span, "here"),
                         );
                         ok = false;
                     }
@@ -309,14 +368,21 @@ impl<'a> Checker<'a> {
                     None => ok = false,
                 },
                 ast::TransformKind::First(e) => {
-                    match self.eval(module, e, &locals).and_then(|v| self.as_positive(&v, e.span, "the sample count")) {
+                    match self
+                        .eval(module, e, &locals)
+                        .and_then(|v| self.as_positive(&v, e.span, "the sample count"))
+                    {
                         Some(n) => selection = Some(Selection::First(n)),
                         None => ok = false,
                     }
                 }
                 ast::TransformKind::Range(a, b) => {
-                    let av = self.eval(module, a, &locals).and_then(|v| self.as_usize(&v, a.span, "the range start"));
-                    let bv = self.eval(module, b, &locals).and_then(|v| self.as_usize(&v, b.span, "the range end"));
+                    let av = self
+                        .eval(module, a, &locals)
+                        .and_then(|v| self.as_usize(&v, a.span, "the range start"));
+                    let bv = self
+                        .eval(module, b, &locals)
+                        .and_then(|v| self.as_usize(&v, b.span, "the range end"));
                     match (av, bv) {
                         (Some(x), Some(y)) if x < y => selection = Some(Selection::Range(x, y)),
                         (Some(x), Some(y)) => {
@@ -330,8 +396,12 @@ impl<'a> Checker<'a> {
                     }
                 }
                 ast::TransformKind::Sample { count, seed } => {
-                    let c = self.eval(module, count, &locals).and_then(|v| self.as_positive(&v, count.span, "the sample count"));
-                    let s = self.eval(module, seed, &locals).and_then(|v| self.as_usize(&v, seed.span, "the seed"));
+                    let c = self
+                        .eval(module, count, &locals)
+                        .and_then(|v| self.as_positive(&v, count.span, "the sample count"));
+                    let s = self
+                        .eval(module, seed, &locals)
+                        .and_then(|v| self.as_usize(&v, seed.span, "the seed"));
                     match (c, s) {
                         (Some(count), Some(seed)) => {
                             selection = Some(Selection::Sample {
@@ -347,28 +417,57 @@ impl<'a> Checker<'a> {
         ok.then(|| (scale, selection.unwrap_or(Selection::All)))
     }
 
-    fn select(&mut self, d: &ast::DatasetDecl, data: Dataset, sel: &Selection, labeled: bool) -> Option<Dataset> {
+    fn select(
+        &mut self,
+        d: &ast::DatasetDecl,
+        data: Dataset,
+        sel: &Selection,
+        labeled: bool,
+    ) -> Option<Dataset> {
         let numel: usize = data.shape.iter().product();
-        let n = if numel == 0 { 0 } else { data.images.len() / numel };
+        let n = if numel == 0 {
+            0
+        } else {
+            data.images.len() / numel
+        };
         if labeled && data.labels.len() != n {
             self.error(
-                Diagnostic::error("E0302", format!("dataset `{}` has {n} images but {} labels", d.name.name, data.labels.len()))
-                    .with_primary(d.source.span, "images and labels disagree"),
+                Diagnostic::error(
+                    "E0302",
+                    format!(
+                        "dataset `{}` has {n} images but {} labels",
+                        d.name.name,
+                        data.labels.len()
+                    ),
+                )
+                .with_primary(d.source.span, "images and labels disagree"),
             );
             return None;
         }
         if n == 0 {
             self.error(
-                Diagnostic::error("E0307", format!("dataset `{}` is empty", d.name.name)).with_primary(d.source.span, "no samples here"),
+                Diagnostic::error("E0307", format!("dataset `{}` is empty", d.name.name))
+                    .with_primary(d.source.span, "no samples here"),
             );
             return None;
         }
-        let sel_span = d.transforms.iter().rev().find(|t| !matches!(t.kind, ast::TransformKind::Scale(_))).map(|t| t.span);
+        let sel_span = d
+            .transforms
+            .iter()
+            .rev()
+            .find(|t| !matches!(t.kind, ast::TransformKind::Scale(_)))
+            .map(|t| t.span);
         let out_of_range = |c: &mut Self, want: usize| {
             c.error(
-                Diagnostic::error("E0309", format!("selection needs {want} samples but dataset `{}` has only {n}", d.name.name))
-                    .with_primary(sel_span.unwrap_or(d.span), "out of range")
-                    .with_secondary(d.source.span, format!("{n} samples")),
+                Diagnostic::error(
+                    "E0309",
+                    format!(
+                        "selection needs {want} samples but dataset `{}` has only {n}",
+                        d.name.name
+                    ),
+                )
+                .with_primary(sel_span.unwrap_or(d.span), "out of range")
+                .with_secondary(d.source.span, format!("{n} samples")),
             );
         };
         let indices: Vec<usize> = match *sel {
@@ -400,7 +499,6 @@ impl<'a> Checker<'a> {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

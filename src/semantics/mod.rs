@@ -64,7 +64,10 @@ pub enum Selection {
     /// Samples `start..end`, end exclusive.
     Range(usize, usize),
     /// `count` distinct samples drawn with a seeded generator, kept in file order.
-    Sample { count: usize, seed: u64 },
+    Sample {
+        count: usize,
+        seed: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,7 +124,10 @@ pub struct CheckedPerturbation {
 pub enum BoundsOption {
     Ibp,
     Crown,
-    AlphaCrown { iterations: usize, learning_rate: f64 },
+    AlphaCrown {
+        iterations: usize,
+        learning_rate: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +216,9 @@ pub fn check_file(path: &Path) -> (SourceMap, Result<CheckedProgram, Diagnostics
 
 /// [`check_file`] with a custom loader for `.upc` sources (data and weight files are always read
 /// from disk, relative to the file that names them).
-pub fn check_source(path: &Path, loader: &dyn Loader) -> (SourceMap, Result<CheckedProgram, Diagnostics>) {
+pub fn check_source(
+    path: &Path,
+    loader: &dyn Loader,
+) -> (SourceMap, Result<CheckedProgram, Diagnostics>) {
     checker::check(path, loader)
 }

@@ -19,7 +19,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const BUILTINS: &[&str] = &[
-    "linear", "conv2d", "relu", "flatten", "reshape", "add", "normalize", "batchnorm", "avgpool", "maxpool",
+    "linear",
+    "conv2d",
+    "relu",
+    "flatten",
+    "reshape",
+    "add",
+    "normalize",
+    "batchnorm",
+    "avgpool",
+    "maxpool",
     "identity",
 ];
 
@@ -30,14 +39,37 @@ const MAX_DEPTH: usize = 32;
 #[derive(Clone, Debug)]
 enum PendingOp {
     Input,
-    Linear { inputs: usize, outputs: usize },
-    Conv { cin: usize, cout: usize, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2] },
-    Affine { scale: Vec<f64>, shift: Vec<f64> },
-    BatchNorm { channels: usize, eps: f64 },
+    Linear {
+        inputs: usize,
+        outputs: usize,
+    },
+    Conv {
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    },
+    Affine {
+        scale: Vec<f64>,
+        shift: Vec<f64>,
+    },
+    BatchNorm {
+        channels: usize,
+        eps: f64,
+    },
     Add,
     Reshape,
-    AvgPool { kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2] },
-    MaxPool { kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2] },
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    },
+    MaxPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    },
     Relu,
 }
 
@@ -58,7 +90,14 @@ struct Elab {
 }
 
 impl Elab {
-    fn push(&mut self, name: String, op: PendingOp, inputs: Vec<usize>, shape: Option<Vec<usize>>, origin: Span) -> usize {
+    fn push(
+        &mut self,
+        name: String,
+        op: PendingOp,
+        inputs: Vec<usize>,
+        shape: Option<Vec<usize>>,
+        origin: Span,
+    ) -> usize {
         self.nodes.push(PendingNode {
             name,
             op,
@@ -107,17 +146,26 @@ impl<'a> Checker<'a> {
         let ast::Item::Block(block) = self.item(r).clone() else {
             let kind = self.item(r).kind_word();
             self.error(
-                Diagnostic::error("E0102", format!("`{}` is a {kind}, not a block", callee.name))
-                    .with_primary(callee.span, "expected a block or `onnx(\"file\")`"),
+                Diagnostic::error(
+                    "E0102",
+                    format!("`{}` is a {kind}, not a block", callee.name),
+                )
+                .with_primary(callee.span, "expected a block or `onnx(\"file\")`"),
             );
             return None;
         };
         let Some(ast::Stmt::Input { shape, span }) = block.body.first() else {
             self.error(
-                Diagnostic::error("E0216", format!("block `{}` does not declare its input shape", block.name.name))
-                    .with_primary(callee.span, "used as a network here")
-                    .with_secondary(block.name.span, "block declared here")
-                    .with_help("start the block with an input statement such as `input [1, 28, 28]`"),
+                Diagnostic::error(
+                    "E0216",
+                    format!(
+                        "block `{}` does not declare its input shape",
+                        block.name.name
+                    ),
+                )
+                .with_primary(callee.span, "used as a network here")
+                .with_secondary(block.name.span, "block declared here")
+                .with_help("start the block with an input statement such as `input [1, 28, 28]`"),
             );
             return None;
         };
@@ -125,7 +173,13 @@ impl<'a> Checker<'a> {
         let locals = self.bind_block_args(module, &block, &n.model)?;
         let shape_v = self.eval(r.module, shape, &locals)?;
         let input_shape = self.as_shape(&shape_v, shape.span, "the input shape")?;
-        let input = elab.push("input".into(), PendingOp::Input, vec![], Some(input_shape.clone()), *span);
+        let input = elab.push(
+            "input".into(),
+            PendingOp::Input,
+            vec![],
+            Some(input_shape.clone()),
+            *span,
+        );
         elab.stack.push(r);
         let out = self.instantiate(&mut elab, r, &block, locals, input, "", n.model.span);
         let out = out?;
@@ -169,9 +223,15 @@ impl<'a> Checker<'a> {
     fn validate_graph(&mut self, g: &Graph, span: Span) -> Option<()> {
         if let Err(e) = ir::validate(g) {
             self.error(
-                Diagnostic::error("E0401", format!("internal error: lowered network is invalid at `{}`: {}", e.node, e.message))
-                    .with_primary(span, "while lowering this network")
-                    .with_note("this is a bug in upcc; please report it"),
+                Diagnostic::error(
+                    "E0401",
+                    format!(
+                        "internal error: lowered network is invalid at `{}`: {}",
+                        e.node, e.message
+                    ),
+                )
+                .with_primary(span, "while lowering this network")
+                .with_note("this is a bug in upcc; please report it"),
             );
             return None;
         }
@@ -259,9 +319,12 @@ impl<'a> Checker<'a> {
 
     pub(super) fn missing_file(&mut self, path: &Path, span: Span, what: &str) {
         self.error(
-            Diagnostic::error("E0301", format!("{what} file `{}` not found", path.display()))
-                .with_primary(span, "no such file")
-                .with_note("relative paths are resolved against the directory of the .upc file"),
+            Diagnostic::error(
+                "E0301",
+                format!("{what} file `{}` not found", path.display()),
+            )
+            .with_primary(span, "no such file")
+            .with_note("relative paths are resolved against the directory of the .upc file"),
         );
     }
 
@@ -273,7 +336,8 @@ impl<'a> Checker<'a> {
             FormatErrorKind::NonFinite => ("E0304", "contains NaN or infinity"),
         };
         self.error(
-            Diagnostic::error(code, format!("`{}`: {}", e.path.display(), e.message)).with_primary(span, label),
+            Diagnostic::error(code, format!("`{}`: {}", e.path.display(), e.message))
+                .with_primary(span, label),
         );
     }
 
@@ -298,8 +362,11 @@ impl<'a> Checker<'a> {
             match stmt {
                 ast::Stmt::Input { span, .. } if i > 0 => {
                     self.error(
-                        Diagnostic::error("E0222", "`input` must be the first statement of a block")
-                            .with_primary(*span, "move this to the top of the block"),
+                        Diagnostic::error(
+                            "E0222",
+                            "`input` must be the first statement of a block",
+                        )
+                        .with_primary(*span, "move this to the top of the block"),
                     );
                 }
                 ast::Stmt::Input { .. } => {}
@@ -320,7 +387,9 @@ impl<'a> Checker<'a> {
 
     fn precheck_layer(&mut self, module: usize, l: &ast::LayerExpr) {
         match l {
-            ast::LayerExpr::If { then, otherwise, .. } => {
+            ast::LayerExpr::If {
+                then, otherwise, ..
+            } => {
                 self.precheck_layer(module, then);
                 self.precheck_layer(module, otherwise);
             }
@@ -333,8 +402,11 @@ impl<'a> Checker<'a> {
     }
 
     fn unknown_node(&mut self, id: &ast::Ident, names: &[&str]) {
-        let mut d = Diagnostic::error("E0109", format!("no layer named `{}` before this point", id.name))
-            .with_primary(id.span, "unknown layer");
+        let mut d = Diagnostic::error(
+            "E0109",
+            format!("no layer named `{}` before this point", id.name),
+        )
+        .with_primary(id.span, "unknown layer");
         if let Some(s) = closest(&id.name, names.iter().copied()) {
             d = d.with_help(format!("did you mean `{s}`?"));
         }
@@ -342,13 +414,18 @@ impl<'a> Checker<'a> {
     }
 
     /// Resolves a callee that is not a builtin to a block.
-    fn block_ref(&mut self, module: usize, callee: &ast::Ident) -> Option<(ItemRef, ast::BlockDecl)> {
+    fn block_ref(
+        &mut self,
+        module: usize,
+        callee: &ast::Ident,
+    ) -> Option<(ItemRef, ast::BlockDecl)> {
         let Some(r) = self.modules[module].scope.get(&callee.name).copied() else {
             let mut cands: Vec<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
             cands.extend(self.modules[module].scope.keys().cloned());
-            let mut d = Diagnostic::error("E0103", format!("unknown layer or block `{}`", callee.name))
-                .with_primary(callee.span, "not a builtin layer or a block in scope")
-                .with_note(format!("builtin layers: {}", BUILTINS.join(", ")));
+            let mut d =
+                Diagnostic::error("E0103", format!("unknown layer or block `{}`", callee.name))
+                    .with_primary(callee.span, "not a builtin layer or a block in scope")
+                    .with_note(format!("builtin layers: {}", BUILTINS.join(", ")));
             if let Some(s) = closest(&callee.name, cands.iter().map(String::as_str)) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             }
@@ -359,8 +436,11 @@ impl<'a> Checker<'a> {
             ast::Item::Block(b) => Some((r, b)),
             other => {
                 self.error(
-                    Diagnostic::error("E0102", format!("`{}` is a {}, not a block", callee.name, other.kind_word()))
-                        .with_primary(callee.span, "expected a layer or block"),
+                    Diagnostic::error(
+                        "E0102",
+                        format!("`{}` is a {}, not a block", callee.name, other.kind_word()),
+                    )
+                    .with_primary(callee.span, "expected a layer or block"),
                 );
                 None
             }
@@ -369,11 +449,22 @@ impl<'a> Checker<'a> {
 
     /// Evaluates a block call's arguments (in the caller's module and locals) into the block's
     /// parameter names.
-    fn bind_block_args(&mut self, caller: usize, b: &ast::BlockDecl, call: &ast::Call) -> Option<Locals> {
+    fn bind_block_args(
+        &mut self,
+        caller: usize,
+        b: &ast::BlockDecl,
+        call: &ast::Call,
+    ) -> Option<Locals> {
         self.bind_block_args_with(caller, b, call, &Locals::new())
     }
 
-    fn bind_block_args_with(&mut self, caller: usize, b: &ast::BlockDecl, call: &ast::Call, outer: &Locals) -> Option<Locals> {
+    fn bind_block_args_with(
+        &mut self,
+        caller: usize,
+        b: &ast::BlockDecl,
+        call: &ast::Call,
+        outer: &Locals,
+    ) -> Option<Locals> {
         let mut locals = Locals::new();
         let mut ok = true;
         let mut positional = 0;
@@ -383,9 +474,12 @@ impl<'a> Checker<'a> {
                 Some(n) => {
                     if !b.params.iter().any(|p| p.name == n.name) {
                         self.error(
-                            Diagnostic::error("E0110", format!("block `{}` has no parameter `{}`", b.name.name, n.name))
-                                .with_primary(n.span, "unknown parameter")
-                                .with_secondary(b.name.span, "block declared here"),
+                            Diagnostic::error(
+                                "E0110",
+                                format!("block `{}` has no parameter `{}`", b.name.name, n.name),
+                            )
+                            .with_primary(n.span, "unknown parameter")
+                            .with_secondary(b.name.span, "block declared here"),
                         );
                         ok = false;
                         continue;
@@ -400,7 +494,11 @@ impl<'a> Checker<'a> {
                             self.error(
                                 Diagnostic::error(
                                     "E0110",
-                                    format!("block `{}` takes {} argument(s) but more were given", b.name.name, b.params.len()),
+                                    format!(
+                                        "block `{}` takes {} argument(s) but more were given",
+                                        b.name.name,
+                                        b.params.len()
+                                    ),
                                 )
                                 .with_primary(a.span, "extra argument")
                                 .with_secondary(b.name.span, "block declared here"),
@@ -415,8 +513,11 @@ impl<'a> Checker<'a> {
                 Some(v) => {
                     if locals.insert(pname.clone(), v).is_some() {
                         self.error(
-                            Diagnostic::error("E0110", format!("parameter `{pname}` is given twice"))
-                                .with_primary(a.span, "repeated"),
+                            Diagnostic::error(
+                                "E0110",
+                                format!("parameter `{pname}` is given twice"),
+                            )
+                            .with_primary(a.span, "repeated"),
                         );
                         ok = false;
                     }
@@ -435,9 +536,16 @@ impl<'a> Checker<'a> {
             .collect();
         if !missing.is_empty() {
             self.error(
-                Diagnostic::error("E0110", format!("missing argument(s) for block `{}`: {}", b.name.name, missing.join(", ")))
-                    .with_primary(call.span, "in this call")
-                    .with_secondary(b.name.span, "block declared here"),
+                Diagnostic::error(
+                    "E0110",
+                    format!(
+                        "missing argument(s) for block `{}`: {}",
+                        b.name.name,
+                        missing.join(", ")
+                    ),
+                )
+                .with_primary(call.span, "in this call")
+                .with_secondary(b.name.span, "block declared here"),
             );
             return None;
         }
@@ -468,17 +576,27 @@ impl<'a> Checker<'a> {
                 ast::Stmt::Input { shape, span } => {
                     if i > 0 {
                         self.error(
-                            Diagnostic::error("E0222", "`input` must be the first statement of a block")
-                                .with_primary(*span, "move this to the top of the block"),
+                            Diagnostic::error(
+                                "E0222",
+                                "`input` must be the first statement of a block",
+                            )
+                            .with_primary(*span, "move this to the top of the block"),
                         );
                         ok = false;
-                    } else if let (Some(v), Some(actual)) = (self.eval(module, shape, &locals), elab.nodes[input].shape.clone()) {
+                    } else if let (Some(v), Some(actual)) = (
+                        self.eval(module, shape, &locals),
+                        elab.nodes[input].shape.clone(),
+                    ) {
                         if let Some(declared) = self.as_shape(&v, shape.span, "the input shape") {
                             if declared != actual {
                                 self.error(
                                     Diagnostic::error(
                                         "E0222",
-                                        format!("block expects input {} but receives {}", shape_str(&declared), shape_str(&actual)),
+                                        format!(
+                                            "block expects input {} but receives {}",
+                                            shape_str(&declared),
+                                            shape_str(&actual)
+                                        ),
                                     )
                                     .with_primary(shape.span, "declared input shape")
                                     .with_secondary(call_span, "instantiated here"),
@@ -503,8 +621,14 @@ impl<'a> Checker<'a> {
                 Some(n) => {
                     if env.contains_key(&n.name) {
                         self.error(
-                            Diagnostic::error("E0104", format!("layer `{}` is defined more than once in this block", n.name))
-                                .with_primary(n.span, "redefined here"),
+                            Diagnostic::error(
+                                "E0104",
+                                format!(
+                                    "layer `{}` is defined more than once in this block",
+                                    n.name
+                                ),
+                            )
+                            .with_primary(n.span, "redefined here"),
                         );
                         ok = false;
                     }
@@ -565,7 +689,12 @@ impl<'a> Checker<'a> {
         stmt_span: Span,
     ) -> Option<usize> {
         let call = match l {
-            ast::LayerExpr::If { cond, then, otherwise, .. } => {
+            ast::LayerExpr::If {
+                cond,
+                then,
+                otherwise,
+                ..
+            } => {
                 let branch = match self.eval(module, cond, locals)? {
                     Value::Bool(true) => then,
                     Value::Bool(false) => otherwise,
@@ -583,9 +712,12 @@ impl<'a> Checker<'a> {
             };
             if elab.stack.contains(&r) || elab.stack.len() >= MAX_DEPTH {
                 self.error(
-                    Diagnostic::error("E0108", format!("block `{}` instantiates itself", b.name.name))
-                        .with_primary(call.callee.span, "recursive use")
-                        .with_secondary(b.name.span, "block declared here"),
+                    Diagnostic::error(
+                        "E0108",
+                        format!("block `{}` instantiates itself", b.name.name),
+                    )
+                    .with_primary(call.callee.span, "recursive use")
+                    .with_secondary(b.name.span, "block declared here"),
                 );
                 return None;
             }
@@ -619,7 +751,11 @@ impl<'a> Checker<'a> {
                     self.error(
                         Diagnostic::error(
                             "E0214",
-                            format!("cannot reshape {} ({a} values) to {} ({b} values)", shape_str(&shape), shape_str(&target)),
+                            format!(
+                                "cannot reshape {} ({a} values) to {} ({b} values)",
+                                shape_str(&shape),
+                                shape_str(&target)
+                            ),
                         )
                         .with_primary(span, "element counts differ"),
                     );
@@ -637,15 +773,27 @@ impl<'a> Checker<'a> {
                     self.error(
                         Diagnostic::error(
                             "E0211",
-                            format!("linear layer `{name}` expects {i} inputs but receives {}", shape[0]),
+                            format!(
+                                "linear layer `{name}` expects {i} inputs but receives {}",
+                                shape[0]
+                            ),
                         )
-                        .with_primary(args.get("in").map_or(call.span, |a| a.1), format!("declared with {i} inputs"))
+                        .with_primary(
+                            args.get("in").map_or(call.span, |a| a.1),
+                            format!("declared with {i} inputs"),
+                        )
                         .with_secondary(in_origin, format!("this produces {}", shape_str(&shape)))
                         .with_help(format!("change the input size to {}", shape[0])),
                     );
                     return None;
                 }
-                (PendingOp::Linear { inputs: i, outputs: o }, Some(vec![o]))
+                (
+                    PendingOp::Linear {
+                        inputs: i,
+                        outputs: o,
+                    },
+                    Some(vec![o]),
+                )
             }
             "conv2d" | "avgpool" | "maxpool" => {
                 let is_conv = op_name == "conv2d";
@@ -660,7 +808,10 @@ impl<'a> Checker<'a> {
                     self.error(
                         Diagnostic::error(
                             "E0215",
-                            format!("{op_name} expects an image input [C, H, W] but receives {}", shape_str(&shape)),
+                            format!(
+                                "{op_name} expects an image input [C, H, W] but receives {}",
+                                shape_str(&shape)
+                            ),
                         )
                         .with_primary(call.span, "needs an image")
                         .with_secondary(in_origin, format!("this produces {}", shape_str(&shape))),
@@ -668,7 +819,10 @@ impl<'a> Checker<'a> {
                     return None;
                 }
                 let (cin, cout) = if is_conv {
-                    (self.int_arg(&args, "in", true)?, self.int_arg(&args, "out", true)?)
+                    (
+                        self.int_arg(&args, "in", true)?,
+                        self.int_arg(&args, "out", true)?,
+                    )
                 } else {
                     (shape[0], shape[0])
                 };
@@ -699,16 +853,33 @@ impl<'a> Checker<'a> {
                                 ),
                             )
                             .with_primary(call.span, "kernel too large")
-                            .with_secondary(in_origin, format!("this produces {}", shape_str(&shape))),
+                            .with_secondary(
+                                in_origin,
+                                format!("this produces {}", shape_str(&shape)),
+                            ),
                         );
                         return None;
                     }
                     out.push((size - kernel[axis]) / stride[axis] + 1);
                 }
                 let op = match op_name {
-                    "conv2d" => PendingOp::Conv { cin, cout, kernel, stride, padding },
-                    "avgpool" => PendingOp::AvgPool { kernel, stride, padding },
-                    _ => PendingOp::MaxPool { kernel, stride, padding },
+                    "conv2d" => PendingOp::Conv {
+                        cin,
+                        cout,
+                        kernel,
+                        stride,
+                        padding,
+                    },
+                    "avgpool" => PendingOp::AvgPool {
+                        kernel,
+                        stride,
+                        padding,
+                    },
+                    _ => PendingOp::MaxPool {
+                        kernel,
+                        stride,
+                        padding,
+                    },
                 };
                 (op, Some(out))
             }
@@ -718,11 +889,18 @@ impl<'a> Checker<'a> {
                     self.error(
                         Diagnostic::error(
                             "E0212",
-                            format!("cannot add shapes {} and {}", shape_str(&shape), shape_str(&other)),
+                            format!(
+                                "cannot add shapes {} and {}",
+                                shape_str(&shape),
+                                shape_str(&other)
+                            ),
                         )
                         .with_primary(call.span, "operands differ in shape")
                         .with_secondary(in_origin, format!("this is {}", shape_str(&shape)))
-                        .with_secondary(elab.nodes[inputs[1]].origin, format!("this is {}", shape_str(&other))),
+                        .with_secondary(
+                            elab.nodes[inputs[1]].origin,
+                            format!("this is {}", shape_str(&other)),
+                        ),
                     );
                     return None;
                 }
@@ -735,7 +913,8 @@ impl<'a> Checker<'a> {
                 if std.iter().any(|s| *s <= 0.0) {
                     let span = args.get("std").map_or(call.span, |a| a.1);
                     self.error(
-                        Diagnostic::error("E0221", "normalize: every std must be positive").with_primary(span, "here"),
+                        Diagnostic::error("E0221", "normalize: every std must be positive")
+                            .with_primary(span, "here"),
                     );
                     return None;
                 }
@@ -747,7 +926,9 @@ impl<'a> Checker<'a> {
                 let channels = self.int_arg(&args, "channels", true)?;
                 let eps = match args.get("eps") {
                     Some((Value::Num(r), _)) if r.num > 0 => r.to_f64(),
-                    Some((v, span)) => return self.type_error(*span, "a positive number (eps)", &v.clone()),
+                    Some((v, span)) => {
+                        return self.type_error(*span, "a positive number (eps)", &v.clone())
+                    }
                     None => 1e-5,
                 };
                 if shape[0] != channels {
@@ -772,7 +953,10 @@ impl<'a> Checker<'a> {
         self.error(
             Diagnostic::error(
                 "E0220",
-                format!("`{}` takes {want} input(s) but receives {got}", call.callee.name),
+                format!(
+                    "`{}` takes {want} input(s) but receives {got}",
+                    call.callee.name
+                ),
             )
             .with_primary(call.span, "wrong number of inputs")
             .with_help(if want == 2 {
@@ -784,11 +968,19 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn needs_vector(&mut self, call: &ast::Call, shape: &[usize], in_origin: Span) -> Option<usize> {
+    fn needs_vector(
+        &mut self,
+        call: &ast::Call,
+        shape: &[usize],
+        in_origin: Span,
+    ) -> Option<usize> {
         self.error(
             Diagnostic::error(
                 "E0215",
-                format!("linear expects a vector input but receives {}", shape_str(shape)),
+                format!(
+                    "linear expects a vector input but receives {}",
+                    shape_str(shape)
+                ),
             )
             .with_primary(call.span, "needs a vector")
             .with_secondary(in_origin, format!("this produces {}", shape_str(shape)))
@@ -827,7 +1019,11 @@ impl<'a> Checker<'a> {
             let Some(key) = key else {
                 let what = match &a.name {
                     Some(n) => format!("`{}` has no parameter `{}`", call.callee.name, n.name),
-                    None => format!("`{}` takes at most {} argument(s)", call.callee.name, sig.len()),
+                    None => format!(
+                        "`{}` takes at most {} argument(s)",
+                        call.callee.name,
+                        sig.len()
+                    ),
                 };
                 let params: Vec<String> = sig.iter().map(|s| s.to_string()).collect();
                 self.error(
@@ -858,12 +1054,20 @@ impl<'a> Checker<'a> {
         if !ok {
             return None;
         }
-        let missing: Vec<&str> = required.iter().copied().filter(|k| !values.contains_key(k)).collect();
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|k| !values.contains_key(k))
+            .collect();
         if !missing.is_empty() {
             self.error(
                 Diagnostic::error(
                     "E0110",
-                    format!("`{}` is missing argument(s): {}", call.callee.name, missing.join(", ")),
+                    format!(
+                        "`{}` is missing argument(s): {}",
+                        call.callee.name,
+                        missing.join(", ")
+                    ),
                 )
                 .with_primary(call.span, "in this call")
                 .with_note(format!("parameters: {}", sig.join(", "))),
@@ -896,8 +1100,12 @@ impl<'a> Checker<'a> {
             }
         };
         match &v {
-            Value::List(items) if items.len() == 2 => Some([conv(self, &items[0])?, conv(self, &items[1])?]),
-            Value::List(_) => self.type_error(span, &format!("an integer or a pair [h, w] ({what})"), &v),
+            Value::List(items) if items.len() == 2 => {
+                Some([conv(self, &items[0])?, conv(self, &items[1])?])
+            }
+            Value::List(_) => {
+                self.type_error(span, &format!("an integer or a pair [h, w] ({what})"), &v)
+            }
             _ => {
                 let n = conv(self, &v)?;
                 Some([n, n])
@@ -906,7 +1114,14 @@ impl<'a> Checker<'a> {
     }
 
     /// A per-channel list of numbers (a single number broadcasts).
-    fn channel_list(&mut self, args: &Args, key: &str, channels: usize, call: &ast::Call, shape: &[usize]) -> Option<Vec<f64>> {
+    fn channel_list(
+        &mut self,
+        args: &Args,
+        key: &str,
+        channels: usize,
+        call: &ast::Call,
+        shape: &[usize],
+    ) -> Option<Vec<f64>> {
         let (v, span) = args.get(key).cloned()?;
         let items = match v {
             Value::Num(r) => vec![Value::Num(r)],
@@ -927,7 +1142,11 @@ impl<'a> Checker<'a> {
             self.error(
                 Diagnostic::error(
                     "E0221",
-                    format!("normalize: `{key}` has {} values but the input {} has {channels} channels", out.len(), shape_str(shape)),
+                    format!(
+                        "normalize: `{key}` has {} values but the input {} has {channels} channels",
+                        out.len(),
+                        shape_str(shape)
+                    ),
                 )
                 .with_primary(span, format!("{} values", out.len()))
                 .with_secondary(call.span, "in this layer"),
@@ -939,16 +1158,33 @@ impl<'a> Checker<'a> {
 
     // ---------------------------------------------------------------- weights
 
-    fn bind_weights(&mut self, elab: &Elab, out: usize, tensors: &BTreeMap<String, TensorData>, path: &Path, wspan: Span) -> Option<Graph> {
+    fn bind_weights(
+        &mut self,
+        elab: &Elab,
+        out: usize,
+        tensors: &BTreeMap<String, TensorData>,
+        path: &Path,
+        wspan: Span,
+    ) -> Option<Graph> {
         let mut nodes = Vec::new();
         let mut ok = true;
         for n in &elab.nodes {
             let fetch = |c: &mut Self, suffix: &str, shape: &[usize]| -> Option<Vec<f64>> {
                 let key = format!("{}.{suffix}", n.name);
                 let Some(t) = tensors.get(&key) else {
-                    let mut d = Diagnostic::error("E0305", format!("weight `{key}` is missing from `{}`", path.display()))
-                        .with_primary(n.origin, format!("layer `{}` needs `{key}` of shape {}", n.name, shape_str(shape)))
-                        .with_secondary(wspan, "weights read from here");
+                    let mut d = Diagnostic::error(
+                        "E0305",
+                        format!("weight `{key}` is missing from `{}`", path.display()),
+                    )
+                    .with_primary(
+                        n.origin,
+                        format!(
+                            "layer `{}` needs `{key}` of shape {}",
+                            n.name,
+                            shape_str(shape)
+                        ),
+                    )
+                    .with_secondary(wspan, "weights read from here");
                     if let Some(s) = closest(&key, tensors.keys().map(String::as_str)) {
                         d = d.with_help(format!("the file has `{s}`; layers bind tensors by name"));
                     }
@@ -959,7 +1195,12 @@ impl<'a> Checker<'a> {
                     c.error(
                         Diagnostic::error(
                             "E0306",
-                            format!("weight `{key}` has shape {} but layer `{}` needs {}", shape_str(&t.shape), n.name, shape_str(shape)),
+                            format!(
+                                "weight `{key}` has shape {} but layer `{}` needs {}",
+                                shape_str(&t.shape),
+                                n.name,
+                                shape_str(shape)
+                            ),
                         )
                         .with_primary(n.origin, format!("expects {}", shape_str(shape)))
                         .with_secondary(wspan, "weights read from here"),
@@ -968,16 +1209,26 @@ impl<'a> Checker<'a> {
                 }
                 if t.data.len() != shape.iter().product::<usize>() {
                     c.error(
-                        Diagnostic::error("E0302", format!("weight `{key}` holds {} values for shape {}", t.data.len(), shape_str(shape)))
-                            .with_primary(wspan, "corrupt weight file"),
+                        Diagnostic::error(
+                            "E0302",
+                            format!(
+                                "weight `{key}` holds {} values for shape {}",
+                                t.data.len(),
+                                shape_str(shape)
+                            ),
+                        )
+                        .with_primary(wspan, "corrupt weight file"),
                     );
                     return None;
                 }
                 if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
                     c.error(
-                        Diagnostic::error("E0304", format!("weight `{key}` contains {} at index {i}", t.data[i]))
-                            .with_primary(n.origin, format!("in layer `{}`", n.name))
-                            .with_secondary(wspan, "weights read from here"),
+                        Diagnostic::error(
+                            "E0304",
+                            format!("weight `{key}` contains {} at index {i}", t.data[i]),
+                        )
+                        .with_primary(n.origin, format!("in layer `{}`", n.name))
+                        .with_secondary(wspan, "weights read from here"),
                     );
                     return None;
                 }
@@ -988,12 +1239,20 @@ impl<'a> Checker<'a> {
                 PendingOp::Relu => Some(Op::Relu),
                 PendingOp::Add => Some(Op::Add),
                 PendingOp::Reshape => Some(Op::Reshape),
-                PendingOp::AvgPool { kernel, stride, padding } => Some(Op::AvgPool {
+                PendingOp::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => Some(Op::AvgPool {
                     kernel: *kernel,
                     stride: *stride,
                     padding: *padding,
                 }),
-                PendingOp::MaxPool { kernel, stride, padding } => Some(Op::MaxPool {
+                PendingOp::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => Some(Op::MaxPool {
                     kernel: *kernel,
                     stride: *stride,
                     padding: *padding,
@@ -1006,25 +1265,35 @@ impl<'a> Checker<'a> {
                     let w = fetch(self, "weight", &[*outputs, *inputs]);
                     let b = fetch(self, "bias", &[*outputs]);
                     match (w, b) {
-                        (Some(w), Some(b)) => Array2::from_shape_vec((*outputs, *inputs), w).ok().map(|weight| Op::Linear {
-                            weight,
-                            bias: Array1::from(b),
-                        }),
+                        (Some(w), Some(b)) => Array2::from_shape_vec((*outputs, *inputs), w)
+                            .ok()
+                            .map(|weight| Op::Linear {
+                                weight,
+                                bias: Array1::from(b),
+                            }),
                         _ => None,
                     }
                 }
-                PendingOp::Conv { cin, cout, kernel, stride, padding } => {
+                PendingOp::Conv {
+                    cin,
+                    cout,
+                    kernel,
+                    stride,
+                    padding,
+                } => {
                     let w = fetch(self, "weight", &[*cout, *cin, kernel[0], kernel[1]]);
                     let b = fetch(self, "bias", &[*cout]);
                     match (w, b) {
-                        (Some(w), Some(b)) => Array4::from_shape_vec((*cout, *cin, kernel[0], kernel[1]), w)
-                            .ok()
-                            .map(|weight| Op::Conv2d {
-                                weight,
-                                bias: Array1::from(b),
-                                stride: *stride,
-                                padding: *padding,
-                            }),
+                        (Some(w), Some(b)) => {
+                            Array4::from_shape_vec((*cout, *cin, kernel[0], kernel[1]), w)
+                                .ok()
+                                .map(|weight| Op::Conv2d {
+                                    weight,
+                                    bias: Array1::from(b),
+                                    stride: *stride,
+                                    padding: *padding,
+                                })
+                        }
                         _ => None,
                     }
                 }
@@ -1037,13 +1306,28 @@ impl<'a> Checker<'a> {
                         (Some(g), Some(beta), Some(mean), Some(var)) => {
                             if let Some(i) = var.iter().position(|v| *v + eps <= 0.0) {
                                 self.error(
-                                    Diagnostic::error("E0304", format!("`{}.running_var[{i}]` + eps is not positive", n.name))
-                                        .with_primary(n.origin, "invalid batchnorm statistics"),
+                                    Diagnostic::error(
+                                        "E0304",
+                                        format!(
+                                            "`{}.running_var[{i}]` + eps is not positive",
+                                            n.name
+                                        ),
+                                    )
+                                    .with_primary(n.origin, "invalid batchnorm statistics"),
                                 );
                                 None
                             } else {
-                                let scale: Vec<f64> = g.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-                                let shift: Vec<f64> = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+                                let scale: Vec<f64> = g
+                                    .iter()
+                                    .zip(&var)
+                                    .map(|(g, v)| g / (v + eps).sqrt())
+                                    .collect();
+                                let shift: Vec<f64> = beta
+                                    .iter()
+                                    .zip(&mean)
+                                    .zip(&scale)
+                                    .map(|((b, m), s)| b - m * s)
+                                    .collect();
                                 Some(Op::ChannelAffine {
                                     scale: Array1::from(scale),
                                     shift: Array1::from(shift),

@@ -63,7 +63,10 @@ impl Rational {
     }
 
     pub fn add(self, o: Self) -> Option<Self> {
-        let num = self.num.checked_mul(o.den)?.checked_add(o.num.checked_mul(self.den)?)?;
+        let num = self
+            .num
+            .checked_mul(o.den)?
+            .checked_add(o.num.checked_mul(self.den)?)?;
         Rational::new(num, self.den.checked_mul(o.den)?)
     }
 
@@ -95,7 +98,11 @@ impl Rational {
     }
 
     pub fn cmp_value(self, o: Self) -> Option<std::cmp::Ordering> {
-        Some(self.num.checked_mul(o.den)?.cmp(&o.num.checked_mul(self.den)?))
+        Some(
+            self.num
+                .checked_mul(o.den)?
+                .cmp(&o.num.checked_mul(self.den)?),
+        )
     }
 }
 
@@ -185,7 +192,11 @@ impl fmt::Display for Value {
 pub fn shape_str(shape: &[usize]) -> String {
     format!(
         "[{}]",
-        shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -195,10 +206,16 @@ mod tests {
 
     #[test]
     fn decimals_are_exact() {
-        assert_eq!(Rational::parse_decimal("0.4914"), Rational::new(4914, 10000));
+        assert_eq!(
+            Rational::parse_decimal("0.4914"),
+            Rational::new(4914, 10000)
+        );
         assert_eq!(Rational::parse_decimal("1e-5"), Rational::new(1, 100000));
         assert_eq!(Rational::parse_decimal("2.5e1"), Some(Rational::int(25)));
-        assert_eq!(Rational::parse_decimal("99999999999999999999999999999999999999999"), None);
+        assert_eq!(
+            Rational::parse_decimal("99999999999999999999999999999999999999999"),
+            None
+        );
     }
 
     #[test]

@@ -99,7 +99,10 @@ pub struct BlockDecl {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     /// `input [C, H, W]`: the input shape of a network.
-    Input { shape: Expr, span: Span },
+    Input {
+        shape: Expr,
+        span: Span,
+    },
     Layer(LayerStmt),
 }
 
@@ -200,7 +203,10 @@ pub enum TimeUnit {
 pub enum ExprKind {
     /// Decimal literal text, e.g. `8`, `0.4914`, `1e-5` (evaluated exactly).
     Number(String),
-    Duration { value: String, unit: TimeUnit },
+    Duration {
+        value: String,
+        unit: TimeUnit,
+    },
     Bool(bool),
     Str(String),
     List(Vec<Expr>),
@@ -240,7 +246,10 @@ pub enum TransformKind {
     First(Expr),
     /// Samples `start..end` (end exclusive).
     Range(Expr, Expr),
-    Sample { count: Expr, seed: Expr },
+    Sample {
+        count: Expr,
+        seed: Expr,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,8 +290,15 @@ pub struct OptionEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptValue {
     /// A symbol such as `crown`, `alpha-crown`, `microlp(time_limit: 60s)`.
-    Word { word: Ident, args: Option<Vec<Arg>>, span: Span },
-    List { items: Vec<OptValue>, span: Span },
+    Word {
+        word: Ident,
+        args: Option<Vec<Arg>>,
+        span: Span,
+    },
+    List {
+        items: Vec<OptValue>,
+        span: Span,
+    },
     Expr(Expr),
 }
 

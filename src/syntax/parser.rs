@@ -15,7 +15,8 @@ struct UpcParser;
 /// the parser reached, naming the expected tokens in words.
 pub fn parse(source: SourceId, text: &str) -> Result<File, Diagnostic> {
     pest::set_error_detail(true);
-    let mut pairs = UpcParser::parse(Rule::file, text).map_err(|e| syntax_error(source, text, &e))?;
+    let mut pairs =
+        UpcParser::parse(Rule::file, text).map_err(|e| syntax_error(source, text, &e))?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let b = Builder { source };
     Ok(File {
@@ -49,9 +50,11 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
                 pest::error::InputLocation::Span((s, _)) => s,
             };
             let words = match &err.variant {
-                pest::error::ErrorVariant::ParsingError { positives, .. } => {
-                    positives.iter().filter_map(|r| rule_words(*r)).map(String::from).collect()
-                }
+                pest::error::ErrorVariant::ParsingError { positives, .. } => positives
+                    .iter()
+                    .filter_map(|r| rule_words(*r))
+                    .map(String::from)
+                    .collect(),
                 pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
             };
             (pos, words)
@@ -71,8 +74,10 @@ fn syntax_error(source: SourceId, text: &str, err: &pest::error::Error<Rule>) ->
         1 => expected[0].clone(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
-    Diagnostic::error("E0001", format!("syntax error: unexpected {found}"))
-        .with_primary(Span::new(source, pos, end), format!("expected {expected_text}"))
+    Diagnostic::error("E0001", format!("syntax error: unexpected {found}")).with_primary(
+        Span::new(source, pos, end),
+        format!("expected {expected_text}"),
+    )
 }
 
 /// The extent of the offending token: a word, or one character.
@@ -186,7 +191,11 @@ impl Builder {
                         }
                     }
                 };
-                Item::Use(UseDecl { module, items, span })
+                Item::Use(UseDecl {
+                    module,
+                    items,
+                    span,
+                })
             }
             Rule::const_decl => Item::Const(ConstDecl {
                 name: self.ident(it.next().unwrap()),
@@ -324,7 +333,10 @@ impl Builder {
                 let parts: Vec<Pair<Rule>> = a.into_inner().collect();
                 let mut parts = parts.into_iter();
                 let (name, value) = if parts.len() == 2 {
-                    (Some(self.ident(parts.next().unwrap())), parts.next().unwrap())
+                    (
+                        Some(self.ident(parts.next().unwrap())),
+                        parts.next().unwrap(),
+                    )
                 } else {
                     (None, parts.next().unwrap())
                 };
