@@ -16,7 +16,6 @@ use crate::semantics::{
 };
 use ndarray::{Array2, ArrayView2};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// How `verify` runs, beyond what the spec says.
@@ -24,8 +23,6 @@ pub struct VerifyOptions {
     pub cache: BoundCache,
     /// Progress lines on stderr.
     pub progress: bool,
-    /// Where `--out` writes the JSON, plots and perturbations.
-    pub out_dir: Option<PathBuf>,
     /// Attack settings shared by every property.
     pub attack: AttackOptions,
 }
