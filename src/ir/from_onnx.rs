@@ -379,7 +379,7 @@ impl Importer {
             }
             "BatchNormalization" => self.lower_batchnorm(name, node, x, &inputs[1..]),
             "AveragePool" | "MaxPool" | "GlobalAveragePool" => self.lower_pool(name, node, x),
-            _ => unsupported("constant input"),
+            _ => unsupported("on an activation"),
         }
     }
 
@@ -738,6 +738,12 @@ impl Importer {
     }
 }
 
+/// Largest padding accepted (guards arithmetic on hostile files).
+const MAX_PAD: i64 = 1 << 16;
+
+/// Largest constant (in elements) that folding or broadcasting materialises.
+const MAX_FOLD: usize = 1 << 24;
+
 /// Stride, symmetric padding and output size of a 2-D window op.
 fn spatial(
     node: &OnnxNode,
@@ -762,7 +768,9 @@ fn spatial(
     match auto_pad {
         "NOTSET" => match attr_ints(node, "pads").as_deref() {
             None => {}
-            Some(&[t, l, b, r]) if t == b && l == r && t >= 0 && l >= 0 => {
+            Some(&[t, l, b, r])
+                if t == b && l == r && (0..=MAX_PAD).contains(&t) && (0..=MAX_PAD).contains(&l) =>
+            {
                 padding = [t as usize, l as usize]
             }
             Some(p) => return unsupported(format!("asymmetric or negative pads {p:?}")),
@@ -772,7 +780,7 @@ fn spatial(
             for i in 0..2 {
                 let out = in_hw[i].div_ceil(stride[i]);
                 let total = ((out - 1) * stride[i] + kernel[i]).saturating_sub(in_hw[i]);
-                if total % 2 != 0 {
+                if !total.is_multiple_of(2) {
                     return unsupported(format!("auto_pad {auto_pad} with odd total padding"));
                 }
                 padding[i] = total / 2;
@@ -875,7 +883,7 @@ fn broadcast_to(t: &TensorData, target: &[usize]) -> Option<Vec<f64>> {
     if broadcast_shape(&t.shape, target)? != target {
         return None;
     }
-    let total = numel(target).filter(|&n| n <= 1 << 24)?;
+    let total = numel(target).filter(|&n| n <= MAX_FOLD)?;
     let offset = target.len() - t.shape.len();
     let src_strides = strides(&t.shape);
     let dst_strides = strides(target);
@@ -1125,6 +1133,13 @@ fn fold(node: &OnnxNode, inputs: &[Option<TensorData>]) -> NodeResult<TensorData
                 .ok_or(Fail::Invalid("Gather index out of range".into()))?;
             let outer: usize = x.shape[..axis].iter().product();
             let inner: usize = x.shape[axis + 1..].iter().product();
+            if outer
+                .checked_mul(idx.len())
+                .and_then(|n| n.checked_mul(inner))
+                .is_none_or(|n| n > MAX_FOLD)
+            {
+                return unsupported("constant too large to fold");
+            }
             let mut data = Vec::with_capacity(outer * idx.len() * inner);
             for o in 0..outer {
                 for &i in &idx {
