@@ -1231,3 +1231,66 @@ fn check_finite(graph: &Graph) -> Result<(), ImportError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_target_copies_and_infers() {
+        let got = |input: &[usize], target: &[f64]| reshape_target(input, target, false).ok();
+        assert_eq!(got(&[1, 4, 2, 2], &[0.0, -1.0]), Some(vec![1, 16]));
+        assert_eq!(got(&[1, 16], &[-1.0, 4.0, 4.0]), Some(vec![1, 4, 4]));
+        assert_eq!(got(&[1, 16], &[3.0, -1.0]), None);
+        assert_eq!(got(&[1, 16], &[-1.0, -1.0]), None);
+        assert_eq!(got(&[1, 16], &[0.5, 32.0]), None);
+    }
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        let t = TensorData {
+            shape: vec![2, 1],
+            data: vec![1.0, 2.0],
+        };
+        assert_eq!(
+            broadcast_to(&t, &[1, 2, 3]),
+            Some(vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+        );
+        assert_eq!(broadcast_to(&t, &[3, 3]), None);
+        assert_eq!(broadcast_shape(&[4, 1, 3], &[2, 1]), Some(vec![4, 2, 3]));
+    }
+
+    #[test]
+    fn gather_and_concat_fold() {
+        let node = |op: &str| OnnxNode {
+            name: op.into(),
+            op_type: op.into(),
+            inputs: vec![],
+            outputs: vec![],
+            attributes: Default::default(),
+        };
+        let shape = TensorData {
+            shape: vec![4],
+            data: vec![1.0, 3.0, 32.0, 32.0],
+        };
+        let index = TensorData {
+            shape: vec![],
+            data: vec![-3.0],
+        };
+        let Ok(gathered) = fold(&node("Gather"), &[Some(shape.clone()), Some(index)]) else {
+            panic!()
+        };
+        assert_eq!(
+            gathered,
+            TensorData {
+                shape: vec![],
+                data: vec![3.0]
+            }
+        );
+        let Ok(joined) = fold(&node("Concat"), &[Some(shape.clone()), Some(shape)]) else {
+            panic!()
+        };
+        assert_eq!(joined.shape, vec![8]);
+        assert_eq!(joined.data[4..], [1.0, 3.0, 32.0, 32.0]);
+    }
+}
