@@ -267,6 +267,11 @@ impl Importer {
     }
 
     fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> Value {
+        Value::Act(self.push_id(name, op, inputs, shape))
+    }
+
+    /// Appends a node under a unique name (suffix `_k` on clashes).
+    fn push_id(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
         let mut unique = name.to_string();
         let mut k = 1;
         while !self.names.insert(unique.clone()) {
@@ -280,7 +285,7 @@ impl Importer {
             shape,
             origin: None,
         });
-        Value::Act(NodeId((self.nodes.len() - 1) as u32))
+        NodeId((self.nodes.len() - 1) as u32)
     }
 
     /// Full ONNX shape of a value (batch 1 prepended for activations).
@@ -571,9 +576,6 @@ impl Importer {
                             vec![-1.0; shape[0]],
                             vec![0.0; shape[0]],
                         );
-                        let Value::Act(negated) = negated else {
-                            unreachable!("affine returns an activation")
-                        };
                         Ok(self.push(name, Op::Add, vec![x, negated], shape))
                     }
                     _ => unsupported("product of two activations"),
@@ -600,7 +602,7 @@ impl Importer {
                     }
                     _ => return unsupported("binary op"),
                 };
-                Ok(self.affine(name, x, scale, shift))
+                Ok(Value::Act(self.affine(name, x, scale, shift)))
             }
             _ => invalid("missing second input"),
         }
@@ -617,16 +619,21 @@ impl Importer {
             return invalid("missing input");
         };
         let per_channel = self.per_channel(x, &c)?;
-        Ok(self.affine(name, x, vec![-1.0; per_channel.len()], per_channel))
+        Ok(Value::Act(self.affine(
+            name,
+            x,
+            vec![-1.0; per_channel.len()],
+            per_channel,
+        )))
     }
 
-    fn affine(&mut self, name: &str, x: NodeId, scale: Vec<f64>, shift: Vec<f64>) -> Value {
+    fn affine(&mut self, name: &str, x: NodeId, scale: Vec<f64>, shift: Vec<f64>) -> NodeId {
         let shape = self.shape(x).to_vec();
         let op = Op::ChannelAffine {
             scale: Array1::from(scale),
             shift: Array1::from(shift),
         };
-        self.push(name, op, vec![x], shape)
+        self.push_id(name, op, vec![x], shape)
     }
 
     /// The constant broadcast against activation `x`, as one value per channel (axis 0).
@@ -691,7 +698,7 @@ impl Importer {
             .zip(&scale)
             .map(|((b, m), s)| b - m * s)
             .collect();
-        Ok(self.affine(name, x, scale, shift))
+        Ok(Value::Act(self.affine(name, x, scale, shift)))
     }
 
     fn lower_pool(&mut self, name: &str, node: &OnnxNode, x: NodeId) -> NodeResult<Value> {
