@@ -411,13 +411,13 @@ mod fuzz {
         ) {
             let dir = TempDir::new("fuzz");
             let st = safetensors(&[("a", "F32", &[2], f32_bytes(&[1.0, 2.0])), ("b", "I64", &[1], vec![1; 8])]);
-            let _ = load_tensors(&dir.write("m.safetensors", &mutate(st, &flips, cut.clone())));
+            let _ = load_tensors(&dir.write("m.safetensors", &mutate(st, &flips, cut)));
             let archive = npz(&[("images", npy("|u1", &[1, 2, 2], &[1, 2, 3, 4])), ("labels", npy("|u1", &[1], &[1]))]);
-            let path = dir.write("m.npz", &mutate(archive, &flips, cut.clone()));
+            let path = dir.write("m.npz", &mutate(archive, &flips, cut));
             let _ = load_tensors(&path);
             let _ = load_dataset(&DatasetSource::Npz(path));
-            let images = dir.write("i.idx", &mutate(gzip(&idx(0x08, &[1, 2, 2], &[1, 2, 3, 4])), &flips, cut.clone()));
-            let labels = dir.write("l.idx", &mutate(idx(0x08, &[1], &[1]), &flips, cut.clone()));
+            let images = dir.write("i.idx", &mutate(gzip(&idx(0x08, &[1, 2, 2], &[1, 2, 3, 4])), &flips, cut));
+            let labels = dir.write("l.idx", &mutate(idx(0x08, &[1], &[1]), &flips, cut));
             let _ = load_dataset(&DatasetSource::Idx { images, labels });
             let csv = dir.write("c.csv", &mutate(b"1,2,3,4,5\n".to_vec(), &flips, cut));
             let _ = load_dataset(&DatasetSource::Csv { path: csv, shape: vec![1, 2, 2], layout: PixelLayout::Hwc });

@@ -272,6 +272,29 @@ fn unsupported_model_lists_every_bad_node() {
 }
 
 #[test]
+fn invalid_models_are_refused() {
+    let nan = load_model(&fixture("nan_weight.onnx")).unwrap_err();
+    assert_eq!(nan.kind, FormatErrorKind::NonFinite);
+    assert!(nan.message.contains("'w'"), "{}", nan.message);
+    assert_eq!(
+        load_tensors(&fixture("nan_weight.onnx")).unwrap_err().kind,
+        FormatErrorKind::NonFinite
+    );
+    for (file, needle) in [
+        ("shape_mismatch.onnx", "expects 5"),
+        ("div_zero.onnx", "division by zero"),
+        ("dangling.onnx", "undefined tensor 'nowhere'"),
+    ] {
+        match import(&load_model(&fixture(file)).unwrap()) {
+            Err(ImportError::Invalid(message)) => {
+                assert!(message.contains(needle), "{file}: {message}")
+            }
+            other => panic!("{file}: expected Invalid, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn corrupt_onnx_files_are_errors() {
     let bytes = std::fs::read(fixture("ops.onnx")).unwrap();
     let dir = std::env::temp_dir().join(format!("upcc_formats_onnx_{}", std::process::id()));

@@ -38,12 +38,12 @@ impl Elem {
                 if !little_endian {
                     buf[..size].reverse();
                 }
-                self.from_le(&buf)
+                self.value_from_le(&buf)
             })
             .collect()
     }
 
-    fn from_le(self, b: &[u8; 8]) -> f64 {
+    fn value_from_le(self, b: &[u8; 8]) -> f64 {
         let u16v = u16::from_le_bytes([b[0], b[1]]);
         let u32v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let u64v = u64::from_le_bytes(*b);

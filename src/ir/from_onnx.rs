@@ -267,6 +267,11 @@ impl Importer {
     }
 
     fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> Value {
+        Value::Act(self.push_id(name, op, inputs, shape))
+    }
+
+    /// Appends a node under a unique name (suffix `_k` on clashes).
+    fn push_id(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
         let mut unique = name.to_string();
         let mut k = 1;
         while !self.names.insert(unique.clone()) {
@@ -280,7 +285,7 @@ impl Importer {
             shape,
             origin: None,
         });
-        Value::Act(NodeId((self.nodes.len() - 1) as u32))
+        NodeId((self.nodes.len() - 1) as u32)
     }
 
     /// Full ONNX shape of a value (batch 1 prepended for activations).
@@ -379,7 +384,7 @@ impl Importer {
             }
             "BatchNormalization" => self.lower_batchnorm(name, node, x, &inputs[1..]),
             "AveragePool" | "MaxPool" | "GlobalAveragePool" => self.lower_pool(name, node, x),
-            _ => unsupported("constant input"),
+            _ => unsupported("on an activation"),
         }
     }
 
@@ -571,9 +576,6 @@ impl Importer {
                             vec![-1.0; shape[0]],
                             vec![0.0; shape[0]],
                         );
-                        let Value::Act(negated) = negated else {
-                            unreachable!("affine returns an activation")
-                        };
                         Ok(self.push(name, Op::Add, vec![x, negated], shape))
                     }
                     _ => unsupported("product of two activations"),
@@ -600,7 +602,7 @@ impl Importer {
                     }
                     _ => return unsupported("binary op"),
                 };
-                Ok(self.affine(name, x, scale, shift))
+                Ok(Value::Act(self.affine(name, x, scale, shift)))
             }
             _ => invalid("missing second input"),
         }
@@ -617,16 +619,21 @@ impl Importer {
             return invalid("missing input");
         };
         let per_channel = self.per_channel(x, &c)?;
-        Ok(self.affine(name, x, vec![-1.0; per_channel.len()], per_channel))
+        Ok(Value::Act(self.affine(
+            name,
+            x,
+            vec![-1.0; per_channel.len()],
+            per_channel,
+        )))
     }
 
-    fn affine(&mut self, name: &str, x: NodeId, scale: Vec<f64>, shift: Vec<f64>) -> Value {
+    fn affine(&mut self, name: &str, x: NodeId, scale: Vec<f64>, shift: Vec<f64>) -> NodeId {
         let shape = self.shape(x).to_vec();
         let op = Op::ChannelAffine {
             scale: Array1::from(scale),
             shift: Array1::from(shift),
         };
-        self.push(name, op, vec![x], shape)
+        self.push_id(name, op, vec![x], shape)
     }
 
     /// The constant broadcast against activation `x`, as one value per channel (axis 0).
@@ -691,7 +698,7 @@ impl Importer {
             .zip(&scale)
             .map(|((b, m), s)| b - m * s)
             .collect();
-        Ok(self.affine(name, x, scale, shift))
+        Ok(Value::Act(self.affine(name, x, scale, shift)))
     }
 
     fn lower_pool(&mut self, name: &str, node: &OnnxNode, x: NodeId) -> NodeResult<Value> {
@@ -738,6 +745,12 @@ impl Importer {
     }
 }
 
+/// Largest padding accepted (guards arithmetic on hostile files).
+const MAX_PAD: i64 = 1 << 16;
+
+/// Largest constant (in elements) that folding or broadcasting materialises.
+const MAX_FOLD: usize = 1 << 24;
+
 /// Stride, symmetric padding and output size of a 2-D window op.
 fn spatial(
     node: &OnnxNode,
@@ -762,7 +775,9 @@ fn spatial(
     match auto_pad {
         "NOTSET" => match attr_ints(node, "pads").as_deref() {
             None => {}
-            Some(&[t, l, b, r]) if t == b && l == r && t >= 0 && l >= 0 => {
+            Some(&[t, l, b, r])
+                if t == b && l == r && (0..=MAX_PAD).contains(&t) && (0..=MAX_PAD).contains(&l) =>
+            {
                 padding = [t as usize, l as usize]
             }
             Some(p) => return unsupported(format!("asymmetric or negative pads {p:?}")),
@@ -772,7 +787,7 @@ fn spatial(
             for i in 0..2 {
                 let out = in_hw[i].div_ceil(stride[i]);
                 let total = ((out - 1) * stride[i] + kernel[i]).saturating_sub(in_hw[i]);
-                if total % 2 != 0 {
+                if !total.is_multiple_of(2) {
                     return unsupported(format!("auto_pad {auto_pad} with odd total padding"));
                 }
                 padding[i] = total / 2;
@@ -875,7 +890,7 @@ fn broadcast_to(t: &TensorData, target: &[usize]) -> Option<Vec<f64>> {
     if broadcast_shape(&t.shape, target)? != target {
         return None;
     }
-    let total = numel(target).filter(|&n| n <= 1 << 24)?;
+    let total = numel(target).filter(|&n| n <= MAX_FOLD)?;
     let offset = target.len() - t.shape.len();
     let src_strides = strides(&t.shape);
     let dst_strides = strides(target);
@@ -1125,6 +1140,13 @@ fn fold(node: &OnnxNode, inputs: &[Option<TensorData>]) -> NodeResult<TensorData
                 .ok_or(Fail::Invalid("Gather index out of range".into()))?;
             let outer: usize = x.shape[..axis].iter().product();
             let inner: usize = x.shape[axis + 1..].iter().product();
+            if outer
+                .checked_mul(idx.len())
+                .and_then(|n| n.checked_mul(inner))
+                .is_none_or(|n| n > MAX_FOLD)
+            {
+                return unsupported("constant too large to fold");
+            }
             let mut data = Vec::with_capacity(outer * idx.len() * inner);
             for o in 0..outer {
                 for &i in &idx {
@@ -1215,4 +1237,67 @@ fn check_finite(graph: &Graph) -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_target_copies_and_infers() {
+        let got = |input: &[usize], target: &[f64]| reshape_target(input, target, false).ok();
+        assert_eq!(got(&[1, 4, 2, 2], &[0.0, -1.0]), Some(vec![1, 16]));
+        assert_eq!(got(&[1, 16], &[-1.0, 4.0, 4.0]), Some(vec![1, 4, 4]));
+        assert_eq!(got(&[1, 16], &[3.0, -1.0]), None);
+        assert_eq!(got(&[1, 16], &[-1.0, -1.0]), None);
+        assert_eq!(got(&[1, 16], &[0.5, 32.0]), None);
+    }
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        let t = TensorData {
+            shape: vec![2, 1],
+            data: vec![1.0, 2.0],
+        };
+        assert_eq!(
+            broadcast_to(&t, &[1, 2, 3]),
+            Some(vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+        );
+        assert_eq!(broadcast_to(&t, &[3, 3]), None);
+        assert_eq!(broadcast_shape(&[4, 1, 3], &[2, 1]), Some(vec![4, 2, 3]));
+    }
+
+    #[test]
+    fn gather_and_concat_fold() {
+        let node = |op: &str| OnnxNode {
+            name: op.into(),
+            op_type: op.into(),
+            inputs: vec![],
+            outputs: vec![],
+            attributes: Default::default(),
+        };
+        let shape = TensorData {
+            shape: vec![4],
+            data: vec![1.0, 3.0, 32.0, 32.0],
+        };
+        let index = TensorData {
+            shape: vec![],
+            data: vec![-3.0],
+        };
+        let Ok(gathered) = fold(&node("Gather"), &[Some(shape.clone()), Some(index)]) else {
+            panic!()
+        };
+        assert_eq!(
+            gathered,
+            TensorData {
+                shape: vec![],
+                data: vec![3.0]
+            }
+        );
+        let Ok(joined) = fold(&node("Concat"), &[Some(shape.clone()), Some(shape)]) else {
+            panic!()
+        };
+        assert_eq!(joined.shape, vec![8]);
+        assert_eq!(joined.data[4..], [1.0, 3.0, 32.0, 32.0]);
+    }
 }

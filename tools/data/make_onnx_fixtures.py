@@ -8,6 +8,7 @@
   Add/Sub of activations, const - x, Mul, AveragePool, Shape→Gather→Unsqueeze→Concat→Reshape, MatMul, Gemm
   with transB=0 and alpha/beta, Constant) plus golden outputs for two random inputs.
 * unsupported.onnx: a model with three unsupported nodes (Sigmoid, grouped Conv, Softmax).
+* nan_weight.onnx, shape_mismatch.onnx, div_zero.onnx, dangling.onnx: models that must be refused.
 * resnets.json: logits of the VNN-COMP 2021 ResNet-2B/4B on the first 5 ERAN CIFAR-10 test images.
 """
 import json
@@ -97,6 +98,28 @@ def unsupported_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
 
 
+def small_model(name, nodes, inits, out_dims):
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_dims)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def invalid_models():
+    """Models that decode but must be refused: (file name, model)."""
+    gemm = lambda w: ([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)], [init("w", w)])
+    nan_nodes, nan_inits = gemm(np.array([[1, 2, np.nan, 4]]))
+    wide_nodes, wide_inits = gemm(np.ones((2, 5)))
+    return [
+        ("nan_weight.onnx", small_model("nan", nan_nodes, nan_inits, [1, 1])),
+        ("shape_mismatch.onnx", small_model("wide", wide_nodes, wide_inits, [1, 2])),
+        ("div_zero.onnx", small_model("divzero", [helper.make_node("Div", ["x", "z"], ["y"], name="div")],
+                                      [init("z", [1, 0, 1, 1])], [1, 4])),
+        ("dangling.onnx", small_model("dangling", [helper.make_node("Relu", ["nowhere"], ["y"], name="relu")],
+                                      [], [1, 4])),
+    ]
+
+
 def eran_cifar(n):
     rows = np.loadtxt(SHARED / "external" / "eran" / "cifar10_test.csv", delimiter=",", max_rows=n)
     labels = rows[:, 0].astype(int)
@@ -118,6 +141,8 @@ def main():
               open(OUT / "ops.json", "w"))
     unsupported = unsupported_model()
     onnx.save(unsupported, OUT / "unsupported.onnx")
+    for file_name, model in invalid_models():
+        onnx.save(model, OUT / file_name)
 
     images, labels = eran_cifar(5)
     resnets = {"mean": CIFAR_MEAN, "std": CIFAR_STD, "labels": labels.tolist()}
