@@ -1,1 +1,5 @@
-//! driver (stub)
+//! Driver: runs the properties of a checked program through engine, MILP and attacks, and reports.
+
+pub mod artifacts;
+pub mod report;
+pub mod verify;

@@ -2,6 +2,26 @@
 //!
 //! Contract: for sample `i` with label `yᵢ` and every class `j ≠ yᵢ`, and every δ in the box,
 //! `f_{yᵢ}(xᵢ+δ) − f_j(xᵢ+δ) ≥ a_{ij}·δ + b_{ij}` (paper Eq. 3), evaluated in real arithmetic.
+//! As in the paper, x + δ is not clipped to the valid pixel range: the box is exactly
+//! `{δ : lo ≤ δ ≤ hi}` around a fixed x.
+//!
+//! # Numeric safety
+//! Everything is computed in f64 from f64 parameters. Rounding in a dot product of length n is at
+//! most about `n·2⁻⁵³·Σ|terms|`, i.e. below `1e-11` relative to the magnitude of the terms for the
+//! layer sizes upcc handles. Every bound the engine produces — each intermediate interval (IBP or
+//! CROWN) and each final `b_{ij}` — is moved outward by [`cpu::SAFETY_REL`]` · (1 + M)`, where `M`
+//! is the sum of the absolute values of all terms that formed it (`Σ|A|·|const|` over every
+//! back-substitution step plus `Σ|a|·(|x|+max(|lo|,|hi|))`). With `SAFETY_REL = 1e-9` this is
+//! two orders of magnitude above the worst-case accumulated error, so a certified (positive)
+//! lower bound is a true real-arithmetic lower bound. Non-finite bounds are an error, never a
+//! certificate.
+
+pub mod cache;
+pub mod cpu;
+pub mod linop;
+
+pub use cache::BoundCache;
+pub use cpu::{forward, margin_bounds, vjp, EngineError};
 
 use ndarray::{Array1, Array2};
 

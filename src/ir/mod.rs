@@ -13,9 +13,13 @@
 //! Semantics are real arithmetic over the stored `f64` parameters (converted exactly from the
 //! `f32` weight files). The perturbation enters at the input node; x + δ is never clipped.
 
+pub mod build;
+pub mod dump;
 pub mod from_onnx;
+pub mod passes;
 pub mod validate;
 
+pub use dump::dump;
 pub use validate::validate;
 
 use crate::source::Span;

@@ -1,0 +1,124 @@
+//! Sample-wise PGD: every sample has its own δ in the box.
+
+use ndarray::{Array1, Array2};
+
+use super::losses::{is_correct, loss_and_grad, Loss};
+use super::{correct_mask, AttackError, Classifier, Problem, SplitMix64};
+
+/// A δ that fooled one sample, with the logits it produced.
+pub(crate) type Fooling = Option<(Array1<f64>, Array1<f64>)>;
+
+/// Sign-gradient descent of `loss_for(i)` with one δ per row in `rows` (`starts` is `[rows, d]`),
+/// for `steps` steps. Records in `fooling[i]` the first evaluated δ that misclassifies sample i
+/// (rows already fooled stop moving). Returns the final δs and their logits.
+pub(crate) fn descend_each<C: Classifier + ?Sized>(
+    p: &Problem<C>,
+    rows: &[usize],
+    starts: Array2<f64>,
+    steps: usize,
+    loss_for: impl Fn(usize) -> Loss,
+    fooling: &mut [Fooling],
+) -> Result<(Array2<f64>, Array2<f64>), AttackError> {
+    let d = p.lo.len();
+    let alpha = p.alpha(steps);
+    let mut deltas = starts;
+    let record = |deltas: &Array2<f64>, logits: &Array2<f64>, fooling: &mut [Fooling]| {
+        for (r, &i) in rows.iter().enumerate() {
+            if fooling[i].is_none() && !is_correct(logits.row(r), p.labels[i]) {
+                fooling[i] = Some((deltas.row(r).to_owned(), logits.row(r).to_owned()));
+            }
+        }
+    };
+    for _ in 0..steps {
+        let x = p.perturbed_rows(rows, &deltas);
+        let logits = p.logits(&x)?;
+        record(&deltas, &logits, fooling);
+        let mut grad_logits = Array2::zeros(logits.raw_dim());
+        for (r, &i) in rows.iter().enumerate() {
+            if fooling[i].is_none() {
+                let (_, g) = loss_and_grad(loss_for(i), logits.row(r), logits.row(r));
+                grad_logits.row_mut(r).assign(&g);
+            }
+        }
+        let g = p.gradient(&x, &grad_logits)?;
+        for r in 0..rows.len() {
+            for k in 0..d {
+                let s = g[[r, k]];
+                let step = if s > 0.0 {
+                    alpha[k]
+                } else if s < 0.0 {
+                    -alpha[k]
+                } else {
+                    0.0
+                };
+                deltas[[r, k]] = p.clamp(k, deltas[[r, k]] - step);
+            }
+        }
+    }
+    let logits = p.logits(&p.perturbed_rows(rows, &deltas))?;
+    record(&deltas, &logits, fooling);
+    Ok((deltas, logits))
+}
+
+/// Per restart: an untargeted margin run on every sample not yet fooled, then a targeted margin run
+/// towards each other class (exact on linear models, where each targeted run ends at its worst
+/// corner). Restart 0 starts at δ = 0 clamped into the box, later ones at seeded random points.
+/// Returns each sample's δ (the fooling one, else δ = 0 clamped) and correctness re-evaluated there.
+pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
+    p: &Problem<C>,
+) -> Result<(Array2<f64>, Vec<bool>), AttackError> {
+    let (n, d, classes) = (p.n(), p.lo.len(), p.num_classes());
+    let steps = p.options.steps;
+    let mut rng = SplitMix64::new(p.options.seed);
+    let mut fooling: Vec<Fooling> = vec![None; n];
+    for r in 0..p.options.restarts {
+        let start = if r == 0 {
+            p.zero_start()
+        } else {
+            p.random_start(&mut rng)
+        };
+        let live = |fooling: &[Fooling], skip_label: Option<usize>| -> Vec<usize> {
+            (0..n)
+                .filter(|&i| fooling[i].is_none() && Some(p.labels[i]) != skip_label)
+                .collect()
+        };
+        let starts = |m: usize| Array2::from_shape_fn((m, d), |(_, k)| start[k]);
+        let rows = live(&fooling, None);
+        if rows.is_empty() {
+            break;
+        }
+        let confidence = p.options.confidence;
+        let untargeted = |i: usize| Loss::Margin {
+            label: p.labels[i],
+            confidence,
+        };
+        descend_each(
+            p,
+            &rows,
+            starts(rows.len()),
+            steps,
+            untargeted,
+            &mut fooling,
+        )?;
+        for target in 0..classes {
+            let rows = live(&fooling, Some(target));
+            if rows.is_empty() {
+                continue;
+            }
+            let targeted = |i: usize| Loss::TargetMargin {
+                label: p.labels[i],
+                target,
+                confidence,
+            };
+            descend_each(p, &rows, starts(rows.len()), steps, targeted, &mut fooling)?;
+        }
+    }
+    let zero = p.zero_start();
+    let deltas = Array2::from_shape_fn((n, d), |(i, k)| match &fooling[i] {
+        Some((delta, _)) => delta[k],
+        None => zero[k],
+    });
+    let all: Vec<usize> = (0..n).collect();
+    let mask = correct_mask(&p.logits(&p.perturbed_rows(&all, &deltas))?, p.labels);
+    Ok((deltas, mask))
+}

@@ -1,0 +1,139 @@
+//! The `upcc verify` command: check, certify, report, write artifacts. Returns the exit code.
+
+use super::artifacts::{write_delta_png, write_npy};
+use super::report::{render_json, render_sweep_svg, render_table, EpsResult};
+use super::verify::{verify, VerifyOptions, VerifyRun};
+use crate::attacks::AttackOptions;
+use crate::diagnostics::{render_ariadne, Diagnostic};
+use crate::engine::BoundCache;
+use crate::semantics;
+use crate::source::SourceMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+pub struct VerifyArgs {
+    pub spec: PathBuf,
+    pub format: OutputFormat,
+    /// Diagnostics as JSON (for editors) instead of ariadne.
+    pub json_diagnostics: bool,
+    pub color: bool,
+    pub out_dir: Option<PathBuf>,
+    pub no_cache: bool,
+    pub progress: bool,
+}
+
+/// Exit codes: 0 every property ran, 1 diagnostics, 2 usage or IO failure.
+pub fn run_verify(args: &VerifyArgs) -> u8 {
+    if !args.spec.is_file() {
+        eprintln!("error: cannot read spec `{}`: no such file", args.spec.display());
+        return 2;
+    }
+    let (sources, checked) = semantics::check_file(&args.spec);
+    let program = match checked {
+        Ok(program) => {
+            emit_diagnostics(&sources, &program.warnings, args);
+            program
+        }
+        Err(diags) => {
+            emit_diagnostics(&sources, &diags.items, args);
+            return 1;
+        }
+    };
+    let cache = if args.no_cache {
+        BoundCache::in_memory()
+    } else {
+        BoundCache::on_disk(cache_dir())
+    };
+    let options = VerifyOptions {
+        cache,
+        progress: args.progress,
+        attack: AttackOptions::default(),
+    };
+    let run = match verify(&program, &options) {
+        Ok(run) => run,
+        Err(diags) => {
+            emit_diagnostics(&sources, &diags, args);
+            return 1;
+        }
+    };
+    let json = render_json(&run.results);
+    match args.format {
+        OutputFormat::Human => print!("{}", render_table(&run.results)),
+        OutputFormat::Json => println!("{json}"),
+    }
+    if let Some(dir) = &args.out_dir {
+        if let Err(e) = write_outputs(dir, &run, &json) {
+            eprintln!("error: cannot write to `{}`: {e}", dir.display());
+            return 2;
+        }
+    }
+    0
+}
+
+fn emit_diagnostics(sources: &SourceMap, diags: &[Diagnostic], args: &VerifyArgs) {
+    if diags.is_empty() {
+        return;
+    }
+    let text = if args.json_diagnostics {
+        crate::diagnostics::render_json(sources, diags)
+    } else {
+        render_ariadne(sources, diags, args.color)
+    };
+    let _ = writeln!(std::io::stderr(), "{}", text.trim_end());
+}
+
+/// `$UPCC_CACHE_DIR`, else `$XDG_CACHE_HOME/upcc`, else `~/.cache/upcc`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("UPCC_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("upcc");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("upcc"),
+        None => std::env::temp_dir().join("upcc-cache"),
+    }
+}
+
+fn file_stem(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("report.json"), json)?;
+    let mut properties: Vec<&str> = Vec::new();
+    for r in &run.results {
+        if !properties.contains(&r.property.as_str()) {
+            properties.push(&r.property);
+        }
+    }
+    for property in properties {
+        let rows: Vec<&EpsResult> = run.results.iter().filter(|r| r.property == property).collect();
+        if rows.len() > 1 {
+            std::fs::write(dir.join(format!("{}_sweep.svg", file_stem(property))), render_sweep_svg(&rows))?;
+        }
+    }
+    for (k, row) in run.results.iter().enumerate() {
+        let stem = format!("{}_eps{}", file_stem(&row.property), file_stem(&row.eps_text));
+        if let Some((shape, delta)) = &run.deltas[k] {
+            write_npy(&dir.join(format!("{stem}_delta.npy")), shape, delta)?;
+            write_delta_png(&dir.join(format!("{stem}_delta.png")), shape, delta, row.eps, 8)?;
+        }
+        for (attack, delta) in &run.attack_deltas[k] {
+            let shape = run.deltas[k].as_ref().map_or(vec![delta.len()], |(s, _)| s.clone());
+            write_npy(&dir.join(format!("{stem}_{attack}.npy")), &shape, delta)?;
+            write_delta_png(&dir.join(format!("{stem}_{attack}.png")), &shape, delta, row.eps, 8)?;
+        }
+    }
+    Ok(())
+}

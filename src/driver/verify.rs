@@ -1,0 +1,508 @@
+//! `upcc verify`: runs every property of a checked program.
+//!
+//! Per property and ε: clean accuracy, linear bounds (engine), sample-wise count, attacks, the
+//! universal MILP warm-started with the best attack δ, replay of the solver's δ on the real
+//! network, the Theorem 2 population bound, and the cross-checks that keep certificates honest.
+
+use super::report::{EpsResult, MilpStatus};
+use crate::attacks::{self, AttackKind, AttackOptions, AttackResult, Classifier};
+use crate::diagnostics::Diagnostic;
+use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
+use crate::milp::{self, MilpOptions};
+use crate::population;
+use crate::semantics::{
+    Attack, BoundsOption, CheckedDataset, CheckedProgram, CheckedProperty, Epsilon,
+    PerturbationKind, PropertyKind, SolverKind,
+};
+use ndarray::{Array2, ArrayView2};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// How `verify` runs, beyond what the spec says.
+pub struct VerifyOptions {
+    pub cache: BoundCache,
+    /// Progress lines on stderr.
+    pub progress: bool,
+    /// Attack settings shared by every property.
+    pub attack: AttackOptions,
+}
+
+/// A finished run: one row per property and ε, plus the worst-case δ of each row.
+pub struct VerifyRun {
+    pub results: Vec<EpsResult>,
+    /// Per row, the δ replayed on the network (solver's, else the strongest attack's), with the
+    /// input shape.
+    pub deltas: Vec<Option<(Vec<usize>, Vec<f64>)>>,
+    /// Per row, each universal attack's δ.
+    pub attack_deltas: Vec<BTreeMap<String, Vec<f64>>>,
+}
+
+/// The network as the attacks see it: concrete forward pass and input VJP from the engine.
+pub struct GraphClassifier<'a> {
+    pub graph: &'a crate::ir::Graph,
+}
+
+impl Classifier for GraphClassifier<'_> {
+    fn input_dim(&self) -> usize {
+        self.graph.input_shape().iter().product()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.graph.output_shape().iter().product()
+    }
+
+    fn logits(&self, inputs: ArrayView2<f64>) -> Array2<f64> {
+        // A failure here can only be non-finite values; NaN logits make the attack report it.
+        engine::forward(self.graph, inputs)
+            .unwrap_or_else(|_| Array2::from_elem((inputs.nrows(), self.num_classes()), f64::NAN))
+    }
+
+    fn input_gradient(&self, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Array2<f64> {
+        engine::vjp(self.graph, inputs, grad_logits)
+            .unwrap_or_else(|_| Array2::from_elem(inputs.raw_dim(), f64::NAN))
+    }
+}
+
+fn engine_diagnostic(err: EngineError, property: &CheckedProperty) -> Diagnostic {
+    match err {
+        EngineError::Unsupported { node, op, origin } => {
+            let d = Diagnostic::error(
+                "E0401",
+                format!("layer `{node}` ({op}) is not supported by the bound engine"),
+            )
+            .with_help("replace max pooling by average pooling or strided convolution");
+            match origin {
+                Some(span) => d.with_primary(span, "this layer cannot be bounded"),
+                None => d.with_primary(property.span, "in this property"),
+            }
+        }
+        other => Diagnostic::error("E0402", format!("bound computation failed: {other}"))
+            .with_primary(property.span, "while certifying this property"),
+    }
+}
+
+fn milp_diagnostic(err: milp::MilpError, property: &CheckedProperty) -> Diagnostic {
+    Diagnostic::error("E0501", format!("{err}"))
+        .with_primary(property.span, "while solving this property's MILP")
+}
+
+fn attack_diagnostic(err: attacks::AttackError, property: &CheckedProperty) -> Diagnostic {
+    Diagnostic::error("E0502", format!("attack failed: {err}"))
+        .with_primary(property.span, "in this property")
+}
+
+fn bound_method(option: &BoundsOption) -> BoundMethod {
+    match option {
+        BoundsOption::Ibp => BoundMethod::Ibp,
+        BoundsOption::Crown => BoundMethod::Crown,
+        BoundsOption::AlphaCrown {
+            iterations,
+            learning_rate,
+        } => BoundMethod::AlphaCrown {
+            iterations: *iterations,
+            learning_rate: *learning_rate,
+        },
+    }
+}
+
+fn attack_kind(attack: Attack) -> AttackKind {
+    match attack {
+        Attack::Pgd => AttackKind::Pgd,
+        Attack::DfUap => AttackKind::DfUap,
+        Attack::CosUap => AttackKind::CosUap,
+        Attack::AdvUap => AttackKind::AdvUap,
+    }
+}
+
+/// The δ box of one ε over a `[C, ...]` input.
+pub fn delta_box(eps: &Epsilon, input_shape: &[usize]) -> DeltaBox {
+    let dim: usize = input_shape.iter().product();
+    match eps {
+        Epsilon::Uniform(e) => DeltaBox::linf(dim, e.value),
+        Epsilon::PerChannel(per) => {
+            let per_channel = dim / per.len().max(1);
+            let radii: Vec<f64> = (0..dim)
+                .map(|k| per[(k / per_channel).min(per.len() - 1)].value)
+                .collect();
+            DeltaBox {
+                lo: radii.iter().map(|r| -r).collect(),
+                hi: radii.into_iter().collect(),
+            }
+        }
+    }
+}
+
+/// ε as written (`6/255`, or `[1/255, 2/255, 3/255]` per channel), and its largest radius.
+pub fn eps_text(eps: &Epsilon) -> (String, f64) {
+    match eps {
+        Epsilon::Uniform(e) => (e.to_string(), e.value),
+        Epsilon::PerChannel(per) => {
+            let parts: Vec<String> = per.iter().map(|e| e.to_string()).collect();
+            let max = per.iter().map(|e| e.value).fold(0.0, f64::max);
+            (format!("[{}]", parts.join(", ")), max)
+        }
+    }
+}
+
+/// Samples whose clean prediction is right: the label's logit strictly above every other.
+fn correct_mask(logits: &Array2<f64>, labels: &[usize]) -> Vec<bool> {
+    logits
+        .rows()
+        .into_iter()
+        .zip(labels)
+        .map(|(row, &y)| attacks::is_correct(row, y))
+        .collect()
+}
+
+fn inputs_of(dataset: &CheckedDataset) -> Result<ArrayView2<'_, f64>, String> {
+    let d: usize = dataset.data.shape.iter().product();
+    ArrayView2::from_shape((dataset.len(), d), &dataset.data.images).map_err(|e| e.to_string())
+}
+
+pub fn verify(
+    program: &CheckedProgram,
+    options: &VerifyOptions,
+) -> Result<VerifyRun, Vec<Diagnostic>> {
+    let mut run = VerifyRun {
+        results: Vec::new(),
+        deltas: Vec::new(),
+        attack_deltas: Vec::new(),
+    };
+    let mut errors = Vec::new();
+    for property in &program.properties {
+        let outcome = match property.kind {
+            PropertyKind::Accuracy => verify_accuracy(program, property, options, &mut run),
+            PropertyKind::Classwise => verify_classwise(program, property, options, &mut run),
+        };
+        if let Err(d) = outcome {
+            errors.push(d);
+        }
+    }
+    if errors.is_empty() {
+        Ok(run)
+    } else {
+        Err(errors)
+    }
+}
+
+fn progress(options: &VerifyOptions, message: &str) {
+    if options.progress {
+        eprintln!("  {message}");
+    }
+}
+
+struct Sweep<'p> {
+    property: &'p CheckedProperty,
+    graph: &'p crate::ir::Graph,
+    network: &'p str,
+    dataset: &'p str,
+    input_shape: Vec<usize>,
+}
+
+fn verify_accuracy(
+    program: &CheckedProgram,
+    property: &CheckedProperty,
+    options: &VerifyOptions,
+    run: &mut VerifyRun,
+) -> Result<(), Diagnostic> {
+    let network = &program.networks[property.network];
+    let dataset = &program.datasets[property.dataset];
+    let graph = network.graph.as_ref().ok_or_else(|| {
+        Diagnostic::error(
+            "E0403",
+            format!("network `{}` has no weights", network.name),
+        )
+        .with_primary(property.span, "this property needs a network with weights")
+    })?;
+    let labels: Vec<usize> = dataset.data.labels.clone();
+    let sweep = Sweep {
+        property,
+        graph,
+        network: &network.name,
+        dataset: &dataset.name,
+        input_shape: dataset.data.shape.clone(),
+    };
+    let inputs = inputs_of(dataset).map_err(|e| {
+        Diagnostic::error("E0404", e).with_primary(dataset.span, "dataset has an inconsistent size")
+    })?;
+    certify_sweep(program, &sweep, inputs, &labels, options, run).map(|_| ())
+}
+
+/// Certifies one labelled batch for every ε of the property's perturbation, appending rows.
+fn certify_sweep(
+    program: &CheckedProgram,
+    sweep: &Sweep,
+    inputs: ArrayView2<f64>,
+    labels: &[usize],
+    options: &VerifyOptions,
+    run: &mut VerifyRun,
+) -> Result<Vec<usize>, Diagnostic> {
+    let property = sweep.property;
+    let perturbation = &program.perturbations[property.perturbation];
+    let universal = perturbation.kind == PerturbationKind::Universal;
+    let n = labels.len();
+    let classifier = GraphClassifier { graph: sweep.graph };
+    let method = bound_method(&property.options.bounds);
+    let clean_start = Instant::now();
+    let clean_logits =
+        engine::forward(sweep.graph, inputs).map_err(|e| engine_diagnostic(e, property))?;
+    let clean_correct = correct_mask(&clean_logits, labels)
+        .iter()
+        .filter(|&&c| c)
+        .count();
+    let clean_seconds = clean_start.elapsed().as_secs_f64();
+    let mut certified_counts = Vec::new();
+
+    for eps in &perturbation.eps {
+        let (eps_label, eps_max) = eps_text(eps);
+        let bx = delta_box(eps, &sweep.input_shape);
+        let mut seconds = BTreeMap::new();
+        seconds.insert("clean".to_string(), clean_seconds);
+
+        progress(
+            options,
+            &format!("{}: ε = {eps_label}: bounds", property.name),
+        );
+        let start = Instant::now();
+        let bounds = engine::cpu::margin_bounds_cached(
+            sweep.graph,
+            inputs,
+            labels,
+            &bx,
+            &method,
+            &options.cache,
+        )
+        .map_err(|e| engine_diagnostic(e, property))?;
+        seconds.insert("bounds".into(), start.elapsed().as_secs_f64());
+        let samplewise =
+            milp::samplewise_certified(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
+
+        // Attacks: universal ones for a universal property, sample-wise PGD whenever sample-wise
+        // numbers are reported.
+        let start = Instant::now();
+        let mut kinds: Vec<AttackKind> = if universal {
+            property
+                .options
+                .attacks
+                .iter()
+                .map(|a| attack_kind(*a))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !universal || property.options.compare_samplewise {
+            kinds.push(AttackKind::SamplewisePgd);
+        }
+        let mut attack_correct = BTreeMap::new();
+        let mut attack_deltas = BTreeMap::new();
+        let mut strongest: Option<(usize, Vec<f64>)> = None;
+        for kind in kinds {
+            progress(
+                options,
+                &format!("{}: ε = {eps_label}: attack {}", property.name, kind.name()),
+            );
+            let result =
+                attacks::run_attack(kind, &classifier, inputs, labels, &bx, &options.attack)
+                    .map_err(|e| attack_diagnostic(e, property))?;
+            attack_correct.insert(result.name().to_string(), result.correct());
+            if let AttackResult::Universal(u) = &result {
+                if strongest.as_ref().is_none_or(|(c, _)| u.correct < *c) {
+                    strongest = Some((u.correct, u.delta.clone()));
+                }
+                attack_deltas.insert(u.name.clone(), u.delta.clone());
+            }
+        }
+        if !attack_correct.is_empty() {
+            seconds.insert("attacks".into(), start.elapsed().as_secs_f64());
+        }
+
+        let mut row = EpsResult {
+            property: property.name.clone(),
+            network: sweep.network.to_string(),
+            dataset: sweep.dataset.to_string(),
+            eps: eps_max,
+            eps_text: eps_label.clone(),
+            n,
+            clean_correct,
+            samplewise_certified: samplewise,
+            universal_certified: None,
+            milp_status: None,
+            universal_upper: None,
+            population_lower_bound: None,
+            xi: property.options.xi,
+            attack_correct,
+            seconds,
+        };
+        let mut replayed = None;
+        let mut certified = samplewise;
+        if universal {
+            progress(
+                options,
+                &format!("{}: ε = {eps_label}: MILP", property.name),
+            );
+            let start = Instant::now();
+            let backend = solver_backend(property)?;
+            let milp_options = MilpOptions {
+                time_limit: Some(property.options.solver.time_limit),
+                warm_start_delta: strongest.as_ref().map(|(_, d)| d.clone()),
+                no_presolve: false,
+            };
+            let outcome = milp::certify_universal(&bounds, &bx, backend.as_ref(), &milp_options)
+                .map_err(|e| milp_diagnostic(e, property))?;
+            row.seconds
+                .insert("milp".into(), start.elapsed().as_secs_f64());
+            certified = outcome.certified;
+            row.universal_certified = Some(outcome.certified);
+            row.milp_status = Some(match outcome.status {
+                milp::MilpStatus::Optimal
+                    if outcome.nodes == 0 && outcome.stats.binaries_after == 0 =>
+                {
+                    MilpStatus::Presolved
+                }
+                milp::MilpStatus::Optimal => MilpStatus::Optimal,
+                milp::MilpStatus::TimeLimit => MilpStatus::TimeLimit,
+            });
+            // Replay: the solver's δ (or the strongest attack's) on the real network.
+            let start = Instant::now();
+            let delta = outcome
+                .best_delta
+                .clone()
+                .or_else(|| strongest.as_ref().map(|(_, d)| d.clone()))
+                .unwrap_or_else(|| vec![0.0; bx.dim()]);
+            let mask = attacks::evaluate_delta(&classifier, inputs, labels, &delta)
+                .map_err(|e| attack_diagnostic(e, property))?;
+            let upper = mask.iter().filter(|&&c| c).count();
+            row.universal_upper = Some(upper);
+            row.seconds
+                .insert("replay".into(), start.elapsed().as_secs_f64());
+            replayed = Some((sweep.input_shape.clone(), delta));
+            row.population_lower_bound = Some(
+                population::arp_lower_bound(outcome.certified, n, property.options.xi).map_err(
+                    |e| {
+                        Diagnostic::error("E0503", format!("population bound: {e}"))
+                            .with_primary(property.span, "in this property")
+                    },
+                )?,
+            );
+        }
+        check_certificates(&row, property)?;
+        certified_counts.push(certified);
+        run.results.push(row);
+        run.deltas.push(replayed);
+        run.attack_deltas.push(attack_deltas);
+    }
+    Ok(certified_counts)
+}
+
+fn solver_backend(property: &CheckedProperty) -> Result<Box<dyn milp::MilpBackend>, Diagnostic> {
+    match property.options.solver.kind {
+        SolverKind::Microlp => Ok(Box::new(milp::Microlp)),
+        SolverKind::Highs => highs_backend(property),
+    }
+}
+
+#[cfg(feature = "highs")]
+fn highs_backend(_property: &CheckedProperty) -> Result<Box<dyn milp::MilpBackend>, Diagnostic> {
+    Ok(Box::new(milp::Highs))
+}
+
+#[cfg(not(feature = "highs"))]
+fn highs_backend(property: &CheckedProperty) -> Result<Box<dyn milp::MilpBackend>, Diagnostic> {
+    Err(
+        Diagnostic::error("E0504", "this upcc was built without the HiGHS solver")
+            .with_primary(property.span, "this property asks for `highs`")
+            .with_help(
+                "rebuild with `cargo build --release --features highs`, or use `solver: microlp`",
+            ),
+    )
+}
+
+/// Certified numbers must never exceed what an attack or the replayed δ achieves.
+fn check_certificates(row: &EpsResult, property: &CheckedProperty) -> Result<(), Diagnostic> {
+    let fail = |what: String| {
+        Diagnostic::error(
+            "E0505",
+            format!("soundness check failed at ε = {}: {what}", row.eps_text),
+        )
+        .with_primary(property.span, "in this property")
+        .with_note(
+            "a certified count above an attack's accuracy means a bug in upcc; please report it",
+        )
+    };
+    if row.samplewise_certified > row.clean_correct {
+        return Err(fail(format!(
+            "sample-wise certified {} > clean correct {}",
+            row.samplewise_certified, row.clean_correct
+        )));
+    }
+    if let Some(pgd) = row.attack_correct.get(AttackKind::SamplewisePgd.name()) {
+        if row.samplewise_certified > *pgd {
+            return Err(fail(format!(
+                "sample-wise certified {} > sample-wise PGD correct {pgd}",
+                row.samplewise_certified
+            )));
+        }
+    }
+    if let Some(universal) = row.universal_certified {
+        if universal < row.samplewise_certified {
+            return Err(fail(format!(
+                "universal certified {universal} < sample-wise certified {}",
+                row.samplewise_certified
+            )));
+        }
+        if let Some(upper) = row.universal_upper {
+            if universal > upper {
+                return Err(fail(format!(
+                    "universal certified {universal} > correct under replayed δ {upper}"
+                )));
+            }
+        }
+        for (name, correct) in &row.attack_correct {
+            if name != AttackKind::SamplewisePgd.name() && universal > *correct {
+                return Err(fail(format!(
+                    "universal certified {universal} > {name} correct {correct}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The backdoor scan (paper §5.3): for each class c, every input is labelled c and the universal
+/// certified count says how many inputs provably stay in class c under any δ.
+fn verify_classwise(
+    program: &CheckedProgram,
+    property: &CheckedProperty,
+    options: &VerifyOptions,
+    run: &mut VerifyRun,
+) -> Result<(), Diagnostic> {
+    let network = &program.networks[property.network];
+    let dataset = &program.datasets[property.dataset];
+    let graph = network.graph.as_ref().ok_or_else(|| {
+        Diagnostic::error(
+            "E0403",
+            format!("network `{}` has no weights", network.name),
+        )
+        .with_primary(property.span, "this property needs a network with weights")
+    })?;
+    let inputs = inputs_of(dataset).map_err(|e| {
+        Diagnostic::error("E0404", e).with_primary(dataset.span, "dataset has an inconsistent size")
+    })?;
+    for class in 0..network.num_classes {
+        let labels = vec![class; dataset.len()];
+        let name = format!("{}[class {class}]", property.name);
+        let sweep = Sweep {
+            property,
+            graph,
+            network: &network.name,
+            dataset: &dataset.name,
+            input_shape: dataset.data.shape.clone(),
+        };
+        let first_row = run.results.len();
+        certify_sweep(program, &sweep, inputs, &labels, options, run)?;
+        for row in &mut run.results[first_row..] {
+            row.property = name.clone();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,802 @@
+//! The CPU bound engine: concrete evaluation, its input gradient, IBP, CROWN (auto_LiRPA
+//! `method='backward'`) and α-CROWN, batched over samples with rayon.
+
+use super::cache::{BoundCache, Intermediate};
+use super::linop;
+use super::{BoundMethod, DeltaBox, MarginBounds, SampleBounds};
+use crate::ir::{Graph, NodeId, Op};
+use crate::source::Span;
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
+use rayon::prelude::*;
+use std::fmt;
+
+/// Relative outward rounding applied to every bound (see the module doc of [`crate::engine`]).
+pub const SAFETY_REL: f64 = 1e-9;
+
+/// Intermediate-bound neurons back-substituted together (bounds memory for big layers).
+const NEURON_CHUNK: usize = 256;
+
+/// Samples per rayon task in concrete evaluation.
+const FORWARD_CHUNK: usize = 32;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineError {
+    /// An op the bound engines do not handle (e.g. max pooling).
+    Unsupported {
+        node: String,
+        op: &'static str,
+        origin: Option<Span>,
+    },
+    /// Inputs inconsistent with the graph (shapes, labels, box).
+    InvalidInput(String),
+    /// A bound or value became NaN or infinite.
+    NonFinite(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Unsupported { node, op, .. } => {
+                write!(
+                    f,
+                    "layer `{node}`: operation `{op}` is not supported by the bound engine"
+                )
+            }
+            EngineError::InvalidInput(m) => write!(f, "invalid engine input: {m}"),
+            EngineError::NonFinite(m) => write!(f, "non-finite value: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+fn unsupported(graph: &Graph) -> Result<(), EngineError> {
+    for node in &graph.nodes {
+        if let Op::MaxPool { .. } = node.op {
+            return Err(EngineError::Unsupported {
+                node: node.name.clone(),
+                op: node.op.kind(),
+                origin: node.origin,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_inputs(graph: &Graph, inputs: ArrayView2<f64>) -> Result<(), EngineError> {
+    let d: usize = graph.input_shape().iter().product();
+    if inputs.ncols() != d {
+        return Err(EngineError::InvalidInput(format!(
+            "inputs have {} features, the network expects {d}",
+            inputs.ncols()
+        )));
+    }
+    if inputs.iter().any(|v| !v.is_finite()) {
+        return Err(EngineError::NonFinite("input value".into()));
+    }
+    Ok(())
+}
+
+/// All node values for rows `x` (n samples), in node order.
+fn forward_all(graph: &Graph, x: ArrayView2<f64>) -> Vec<Array2<f64>> {
+    let mut values: Vec<Array2<f64>> = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let v = match node.op {
+            Op::Input => x.to_owned(),
+            Op::Relu => values[node.inputs[0].index()].mapv(|t| t.max(0.0)),
+            _ => {
+                let ins: Vec<ArrayView2<f64>> = node
+                    .inputs
+                    .iter()
+                    .map(|i| values[i.index()].view())
+                    .collect();
+                linop::forward(graph, node, &ins, false)
+            }
+        };
+        values.push(v);
+    }
+    values
+}
+
+/// Concrete evaluation: `inputs` `[n, d]` (flattened row-major) to logits `[n, K]`.
+pub fn forward(graph: &Graph, inputs: ArrayView2<f64>) -> Result<Array2<f64>, EngineError> {
+    unsupported(graph)?;
+    check_inputs(graph, inputs)?;
+    let k = graph.node(graph.output).numel();
+    let chunks: Vec<Array2<f64>> = inputs
+        .axis_chunks_iter(Axis(0), FORWARD_CHUNK)
+        .into_par_iter()
+        .map(|x| forward_all(graph, x).swap_remove(graph.output.index()))
+        .collect();
+    let mut out = Array2::zeros((0, k));
+    for c in chunks {
+        out.append(Axis(0), c.view()).expect("same width");
+    }
+    Ok(out)
+}
+
+/// Input gradient of `Σᵢ grad_logits[i] · logits(inputs[i])`, i.e. the vector-Jacobian product;
+/// for a loss L(logits) pass `grad_logits = ∂L/∂logits`. ReLU'(0) is taken as 0.
+pub fn vjp(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+    grad_logits: ArrayView2<f64>,
+) -> Result<Array2<f64>, EngineError> {
+    unsupported(graph)?;
+    check_inputs(graph, inputs)?;
+    let k = graph.node(graph.output).numel();
+    if grad_logits.dim() != (inputs.nrows(), k) {
+        return Err(EngineError::InvalidInput(format!(
+            "grad_logits must be [{}, {k}]",
+            inputs.nrows()
+        )));
+    }
+    let d = inputs.ncols();
+    let pieces: Vec<Array2<f64>> = inputs
+        .axis_chunks_iter(Axis(0), FORWARD_CHUNK)
+        .into_par_iter()
+        .zip(grad_logits.axis_chunks_iter(Axis(0), FORWARD_CHUNK))
+        .map(|(x, g)| {
+            let values = forward_all(graph, x);
+            let mut adj: Vec<Option<Array2<f64>>> = vec![None; graph.nodes.len()];
+            adj[graph.output.index()] = Some(g.to_owned());
+            for id in (1..graph.nodes.len()).rev() {
+                let Some(a) = adj[id].take() else { continue };
+                let node = &graph.nodes[id];
+                let contributions = match node.op {
+                    Op::Relu => {
+                        let pre = &values[node.inputs[0].index()];
+                        vec![Zip::from(&a)
+                            .and(pre)
+                            .map_collect(|&g, &p| if p > 0.0 { g } else { 0.0 })]
+                    }
+                    _ => linop::backward(graph, node, a).a,
+                };
+                for (input, c) in node.inputs.iter().zip(contributions) {
+                    accumulate(&mut adj[input.index()], c);
+                }
+            }
+            adj[0]
+                .take()
+                .unwrap_or_else(|| Array2::zeros((x.nrows(), d)))
+        })
+        .collect();
+    let mut out = Array2::zeros((0, d));
+    for p in pieces {
+        out.append(Axis(0), p.view()).expect("same width");
+    }
+    Ok(out)
+}
+
+fn accumulate(slot: &mut Option<Array2<f64>>, value: Array2<f64>) {
+    match slot {
+        Some(acc) => *acc += &value,
+        None => *slot = Some(value),
+    }
+}
+
+/// Static facts about a graph the bound engine needs.
+pub(crate) struct GraphInfo {
+    /// Nodes whose value the output depends on.
+    pub live: Vec<bool>,
+    /// Inputs of ReLUs (pre-activations) needing bounds.
+    pub relu_input: Vec<bool>,
+    /// Whether IBP is exact at this node (at most one mixing affine op after the input).
+    pub exact_ibp: Vec<bool>,
+}
+
+impl GraphInfo {
+    pub fn new(graph: &Graph) -> Self {
+        let n = graph.nodes.len();
+        let mut live = vec![false; n];
+        live[graph.output.index()] = true;
+        for k in (0..n).rev() {
+            if live[k] {
+                for i in &graph.nodes[k].inputs {
+                    live[i.index()] = true;
+                }
+            }
+        }
+        let mut relu_input = vec![false; n];
+        // 0: elementwise function of the input, 1: one mixing affine op after that, 2: other.
+        let mut class = vec![2u8; n];
+        for (k, node) in graph.nodes.iter().enumerate() {
+            if let Op::Relu = node.op {
+                if live[k] {
+                    relu_input[node.inputs[0].index()] = true;
+                }
+            }
+            class[k] = match node.op {
+                Op::Input => 0,
+                Op::ChannelAffine { .. } | Op::Reshape => class[node.inputs[0].index()],
+                Op::Linear { .. } | Op::Conv2d { .. } | Op::AvgPool { .. } => {
+                    if class[node.inputs[0].index()] == 0 {
+                        1
+                    } else {
+                        2
+                    }
+                }
+                _ => 2,
+            };
+        }
+        GraphInfo {
+            live,
+            relu_input,
+            exact_ibp: class.iter().map(|&c| c <= 1).collect(),
+        }
+    }
+}
+
+pub(crate) type Interval = (Array1<f64>, Array1<f64>);
+
+fn widen(l: &mut Array1<f64>, u: &mut Array1<f64>, mag: &Array1<f64>) {
+    Zip::from(l).and(u).and(mag).for_each(|l, u, &m| {
+        let t = SAFETY_REL * (1.0 + m);
+        *l -= t;
+        *u += t;
+    });
+}
+
+fn check_finite(v: &Array1<f64>, what: &str, node: &str) -> Result<(), EngineError> {
+    if v.iter().all(|t| t.is_finite()) {
+        Ok(())
+    } else {
+        Err(EngineError::NonFinite(format!("{what} at layer `{node}`")))
+    }
+}
+
+/// Lower ReLU slopes per (spec row, neuron), for α-CROWN; absent means CROWN's choice.
+type Alphas = Vec<Option<Array2<f64>>>;
+
+/// Result of a back-substitution to the input.
+struct Backsub {
+    /// `[rows, d]` coefficients with respect to the input.
+    a: Array2<f64>,
+    bias: Array1<f64>,
+    /// Σ of absolute constant terms (rounding scale).
+    mag: Array1<f64>,
+    /// Functionals at each ReLU output before relaxation (only when requested).
+    relu_a: Vec<Option<Array2<f64>>>,
+}
+
+fn crown_lower_slope(l: f64, u: f64) -> f64 {
+    if u > -l {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Pulls the functionals seeded at `seed` back to the input, relaxing each ReLU with the
+/// pre-activation bounds in `bounds` (chord above, slope `alpha` or CROWN's choice below).
+fn back_substitute(
+    graph: &Graph,
+    bounds: &[Option<Interval>],
+    seed: NodeId,
+    a: Array2<f64>,
+    bias: Array1<f64>,
+    alphas: Option<&Alphas>,
+    keep_relu_a: bool,
+) -> Backsub {
+    let rows = a.nrows();
+    let d: usize = graph.input_shape().iter().product();
+    let mut pending: Vec<Option<Array2<f64>>> = vec![None; graph.nodes.len()];
+    let mut relu_a: Vec<Option<Array2<f64>>> = vec![None; graph.nodes.len()];
+    pending[seed.index()] = Some(a);
+    let mut bias = bias;
+    let mut mag = bias.mapv(f64::abs);
+    for id in (1..=seed.index()).rev() {
+        let Some(a) = pending[id].take() else {
+            continue;
+        };
+        let node = &graph.nodes[id];
+        if let Op::Relu = node.op {
+            let p = node.inputs[0].index();
+            let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
+            let alpha = alphas.and_then(|al| al[id].as_ref());
+            let mut a_in = a.clone();
+            for (r, mut row) in a_in.axis_iter_mut(Axis(0)).enumerate() {
+                let mut brow = 0.0;
+                let mut mrow = 0.0;
+                for n in 0..row.len() {
+                    let (ln, un) = (l[n], u[n]);
+                    let coef = row[n];
+                    row[n] = if un <= 0.0 {
+                        0.0
+                    } else if ln >= 0.0 {
+                        coef
+                    } else if coef >= 0.0 {
+                        coef * alpha.map_or_else(|| crown_lower_slope(ln, un), |al| al[[r, n]])
+                    } else {
+                        let slope = un / (un - ln);
+                        let term = coef * (-ln * slope);
+                        brow += term;
+                        mrow += term.abs();
+                        coef * slope
+                    };
+                }
+                bias[r] += brow;
+                mag[r] += mrow;
+            }
+            if keep_relu_a {
+                relu_a[id] = Some(a);
+            }
+            accumulate(&mut pending[p], a_in);
+        } else {
+            let pb = linop::backward(graph, node, a);
+            bias += &pb.bias;
+            mag += &pb.bias_mag;
+            for (input, c) in node.inputs.iter().zip(pb.a) {
+                accumulate(&mut pending[input.index()], c);
+            }
+        }
+    }
+    Backsub {
+        a: pending[0]
+            .take()
+            .unwrap_or_else(|| Array2::zeros((rows, d))),
+        bias,
+        mag,
+        relu_a,
+    }
+}
+
+/// Value at δ = 0 and min over the box, each made safe by the rounding margin; and the margin.
+fn concretize(bs: &Backsub, x0: ArrayView1<f64>, delta: &DeltaBox) -> (Array1<f64>, Array1<f64>) {
+    let rows = bs.a.nrows();
+    let mut at_zero = Array1::zeros(rows);
+    let mut lower = Array1::zeros(rows);
+    for r in 0..rows {
+        let a = bs.a.row(r);
+        let mut value = bs.bias[r];
+        let mut slack = 0.0;
+        let mut mag = bs.mag[r];
+        for n in 0..a.len() {
+            let c = a[n];
+            value += c * x0[n];
+            slack += (c * delta.lo[n]).min(c * delta.hi[n]);
+            mag += c.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
+        }
+        let safety = SAFETY_REL * (1.0 + mag + value.abs());
+        at_zero[r] = value - safety;
+        lower[r] = value - safety + slack;
+    }
+    (at_zero, lower)
+}
+
+fn views(v: &[Array2<f64>]) -> Vec<ArrayView2<'_, f64>> {
+    v.iter().map(|a| a.view()).collect()
+}
+
+/// IBP through one affine node, from the bounds of its inputs (widened for rounding).
+fn ibp_node(graph: &Graph, id: usize, bounds: &[Option<Interval>]) -> Interval {
+    let node = &graph.nodes[id];
+    let mut mids = Vec::new();
+    let mut rads = Vec::new();
+    let mut abs_mids = Vec::new();
+    for i in &node.inputs {
+        let (l, u) = bounds[i.index()].as_ref().expect("inputs bounded first");
+        let mid = (l + u) * 0.5;
+        let rad = (u - l) * 0.5;
+        abs_mids.push(mid.mapv(f64::abs).insert_axis(Axis(0)));
+        mids.push(mid.insert_axis(Axis(0)));
+        rads.push(rad.insert_axis(Axis(0)));
+    }
+    let mid = linop::forward(graph, node, &views(&mids), false).remove_axis(Axis(0));
+    let rad = linop::forward(graph, node, &views(&rads), true).remove_axis(Axis(0));
+    let scale = linop::forward(graph, node, &views(&abs_mids), true).remove_axis(Axis(0));
+    let mut l = &mid - &rad;
+    let mut u = &mid + &rad;
+    let mag = &scale + &rad + mid.mapv(f64::abs);
+    widen(&mut l, &mut u, &mag);
+    (l, u)
+}
+
+/// Intermediate bounds of one sample: pre-activation intervals of every ReLU and the output
+/// interval. CROWN bounds are computed only for IBP-unstable neurons and intersected with IBP.
+pub(crate) fn sample_intermediate(
+    graph: &Graph,
+    info: &GraphInfo,
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+    crown: bool,
+) -> Result<Intermediate, EngineError> {
+    let n = graph.nodes.len();
+    let mut bounds: Vec<Option<Interval>> = vec![None; n];
+    bounds[0] = Some((&x0 + &delta.lo, &x0 + &delta.hi));
+    for id in 1..n {
+        if !info.live[id] {
+            continue;
+        }
+        let node = &graph.nodes[id];
+        let (mut l, mut u) = match node.op {
+            Op::Relu => {
+                let (l, u) = bounds[node.inputs[0].index()].as_ref().expect("bounded");
+                (l.mapv(|t| t.max(0.0)), u.mapv(|t| t.max(0.0)))
+            }
+            _ => ibp_node(graph, id, &bounds),
+        };
+        check_finite(&l, "lower bound", &node.name)?;
+        check_finite(&u, "upper bound", &node.name)?;
+        if crown && info.relu_input[id] && !info.exact_ibp[id] {
+            let unstable: Vec<usize> = (0..l.len()).filter(|&i| l[i] < 0.0 && u[i] > 0.0).collect();
+            for chunk in unstable.chunks(NEURON_CHUNK) {
+                let (lc, uc) = crown_rows(graph, &bounds, id, chunk, x0, delta);
+                for (k, &i) in chunk.iter().enumerate() {
+                    l[i] = l[i].max(lc[k]);
+                    u[i] = u[i].min(uc[k]);
+                }
+            }
+            check_finite(&l, "lower bound", &node.name)?;
+            check_finite(&u, "upper bound", &node.name)?;
+        }
+        bounds[id] = Some((l, u));
+    }
+    // Keep only what the final pass needs.
+    for (id, b) in bounds.iter_mut().enumerate() {
+        if !info.relu_input[id] && id != graph.output.index() {
+            *b = None;
+        }
+    }
+    Ok(Intermediate { bounds })
+}
+
+/// CROWN lower and upper bounds of neurons `idx` of node `id`.
+fn crown_rows(
+    graph: &Graph,
+    bounds: &[Option<Interval>],
+    id: usize,
+    idx: &[usize],
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+) -> (Array1<f64>, Array1<f64>) {
+    let node = &graph.nodes[id];
+    let m = idx.len();
+    let (seed, a, b) = match linop::jacobian_rows(graph, node, idx) {
+        Some((a, b)) => (node.inputs[0], a, b),
+        None => {
+            let mut a = Array2::zeros((m, node.numel()));
+            for (r, &i) in idx.iter().enumerate() {
+                a[[r, i]] = 1.0;
+            }
+            (NodeId(id as u32), a, Array1::zeros(m))
+        }
+    };
+    // Rows 0..m bound the neuron from below, rows m..2m bound its negation from below.
+    let mut a2 = Array2::zeros((2 * m, a.ncols()));
+    a2.slice_mut(s![..m, ..]).assign(&a);
+    a2.slice_mut(s![m.., ..]).assign(&(-&a));
+    let mut b2 = Array1::zeros(2 * m);
+    b2.slice_mut(s![..m]).assign(&b);
+    b2.slice_mut(s![m..]).assign(&(-&b));
+    let bs = back_substitute(graph, bounds, seed, a2, b2, None, false);
+    let (_, lower) = concretize(&bs, x0, delta);
+    let lo = lower.slice(s![..m]).to_owned();
+    let up = lower.slice(s![m..]).mapv(|t| -t);
+    (lo, up)
+}
+
+fn spec_rows(k: usize, label: usize) -> (Vec<usize>, Array2<f64>) {
+    let others: Vec<usize> = (0..k).filter(|&j| j != label).collect();
+    let mut c = Array2::zeros((others.len(), k));
+    for (r, &j) in others.iter().enumerate() {
+        c[[r, label]] = 1.0;
+        c[[r, j]] = -1.0;
+    }
+    (others, c)
+}
+
+/// Final bounds of one sample given its intermediate bounds.
+fn sample_margins(
+    graph: &Graph,
+    info: &GraphInfo,
+    inter: &Intermediate,
+    x0: ArrayView1<f64>,
+    label: usize,
+    delta: &DeltaBox,
+    method: &BoundMethod,
+) -> Result<SampleBounds, EngineError> {
+    let k = graph.node(graph.output).numel();
+    let d = x0.len();
+    let (others, c) = spec_rows(k, label);
+    let out_name = &graph.node(graph.output).name;
+    let result = match method {
+        BoundMethod::Ibp => {
+            let (l, u) = inter.bounds[graph.output.index()]
+                .as_ref()
+                .expect("output bounded");
+            let b: Array1<f64> = others.iter().map(|&j| l[label] - u[j]).collect();
+            SampleBounds {
+                label,
+                others,
+                a: Array2::zeros((k - 1, d)),
+                samplewise_lower: b.clone(),
+                b,
+            }
+        }
+        BoundMethod::Crown => {
+            let bs = back_substitute(
+                graph,
+                &inter.bounds,
+                graph.output,
+                c,
+                Array1::zeros(k - 1),
+                None,
+                false,
+            );
+            let (b, lower) = concretize(&bs, x0, delta);
+            SampleBounds {
+                label,
+                others,
+                a: bs.a,
+                b,
+                samplewise_lower: lower,
+            }
+        }
+        BoundMethod::AlphaCrown {
+            iterations,
+            learning_rate,
+        } => alpha_crown(
+            graph,
+            info,
+            inter,
+            x0,
+            label,
+            delta,
+            c,
+            others,
+            *iterations,
+            *learning_rate,
+        ),
+    };
+    check_finite(&result.b, "margin bound", out_name)?;
+    check_finite(&result.samplewise_lower, "margin bound", out_name)?;
+    if result.a.iter().any(|v| !v.is_finite()) {
+        return Err(EngineError::NonFinite(format!(
+            "margin coefficients at `{out_name}`"
+        )));
+    }
+    Ok(result)
+}
+
+/// α-CROWN on the final spec: per spec row, the lower slopes of unstable ReLUs are optimised by
+/// projected Adam ascent on the sample-wise lower bound (intermediate bounds stay CROWN's). The
+/// best bound seen per row is kept, and the first iterate is CROWN itself, so the result is
+/// never looser than CROWN.
+#[allow(clippy::too_many_arguments)]
+fn alpha_crown(
+    graph: &Graph,
+    info: &GraphInfo,
+    inter: &Intermediate,
+    x0: ArrayView1<f64>,
+    label: usize,
+    delta: &DeltaBox,
+    c: Array2<f64>,
+    others: Vec<usize>,
+    iterations: usize,
+    learning_rate: f64,
+) -> SampleBounds {
+    let rows = c.nrows();
+    let n_nodes = graph.nodes.len();
+    let mut alphas: Alphas = vec![None; n_nodes];
+    let mut unstable: Vec<Option<Array1<bool>>> = vec![None; n_nodes];
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if let (Op::Relu, true) = (&node.op, info.live[id]) {
+            let (l, u) = inter.bounds[node.inputs[0].index()]
+                .as_ref()
+                .expect("bounded");
+            let init = Zip::from(l)
+                .and(u)
+                .map_collect(|&l, &u| crown_lower_slope(l, u));
+            alphas[id] = Some(
+                init.broadcast((rows, l.len()))
+                    .expect("broadcast")
+                    .to_owned(),
+            );
+            unstable[id] = Some(Zip::from(l).and(u).map_collect(|&l, &u| l < 0.0 && u > 0.0));
+        }
+    }
+    let mut adam_m: Vec<Option<Array2<f64>>> = alphas
+        .iter()
+        .map(|a| a.as_ref().map(|a| Array2::zeros(a.dim())))
+        .collect();
+    let mut adam_v = adam_m.clone();
+    let d = x0.len();
+    let mut best_a = Array2::zeros((rows, d));
+    let mut best_b = Array1::from_elem(rows, f64::NEG_INFINITY);
+    let mut best_lower = Array1::from_elem(rows, f64::NEG_INFINITY);
+    for step in 0..=iterations {
+        let bs = back_substitute(
+            graph,
+            &inter.bounds,
+            graph.output,
+            c.clone(),
+            Array1::zeros(rows),
+            Some(&alphas),
+            true,
+        );
+        let (b, lower) = concretize(&bs, x0, delta);
+        for r in 0..rows {
+            if lower[r].is_finite() && (lower[r] > best_lower[r] || !best_lower[r].is_finite()) {
+                best_lower[r] = lower[r];
+                best_b[r] = b[r];
+                best_a.row_mut(r).assign(&bs.a.row(r));
+            }
+        }
+        if step == iterations {
+            break;
+        }
+        // Adjoint: evaluate the relaxed linear network at each row's minimising input point.
+        let mut g: Vec<Option<Array2<f64>>> = vec![None; n_nodes];
+        let mut point = Array2::zeros((rows, d));
+        for r in 0..rows {
+            for n in 0..d {
+                let a = bs.a[[r, n]];
+                point[[r, n]] = x0[n] + if a > 0.0 { delta.lo[n] } else { delta.hi[n] };
+            }
+        }
+        g[0] = Some(point);
+        let t = (step + 1) as i32;
+        for id in 1..n_nodes {
+            if !info.live[id] {
+                continue;
+            }
+            let node = &graph.nodes[id];
+            let value = match node.op {
+                Op::Relu => {
+                    let p = node.inputs[0].index();
+                    let (l, u) = inter.bounds[p].as_ref().expect("bounded");
+                    let gp = g[p].as_ref().expect("forward order");
+                    let Some(ra) = bs.relu_a[id].as_ref() else {
+                        g[id] = Some(gp.mapv(|v| v.max(0.0)));
+                        continue;
+                    };
+                    let alpha = alphas[id].as_mut().expect("relu alphas");
+                    let mut out = Array2::zeros(gp.dim());
+                    let mut grad = Array2::zeros(gp.dim());
+                    for r in 0..rows {
+                        for n in 0..l.len() {
+                            let (ln, un, x) = (l[n], u[n], gp[[r, n]]);
+                            out[[r, n]] = if un <= 0.0 {
+                                0.0
+                            } else if ln >= 0.0 {
+                                x
+                            } else if ra[[r, n]] >= 0.0 {
+                                grad[[r, n]] = ra[[r, n]] * x;
+                                alpha[[r, n]] * x
+                            } else {
+                                let slope = un / (un - ln);
+                                slope * (x - ln)
+                            };
+                        }
+                    }
+                    let m = adam_m[id].as_mut().expect("adam state");
+                    let v = adam_v[id].as_mut().expect("adam state");
+                    let mask = unstable[id].as_ref().expect("mask");
+                    for r in 0..rows {
+                        for n in 0..l.len() {
+                            if !mask[n] {
+                                continue;
+                            }
+                            let gr = grad[[r, n]];
+                            m[[r, n]] = 0.9 * m[[r, n]] + 0.1 * gr;
+                            v[[r, n]] = 0.999 * v[[r, n]] + 0.001 * gr * gr;
+                            let mh = m[[r, n]] / (1.0 - 0.9f64.powi(t));
+                            let vh = v[[r, n]] / (1.0 - 0.999f64.powi(t));
+                            alpha[[r, n]] = (alpha[[r, n]]
+                                + learning_rate * mh / (vh.sqrt() + 1e-8))
+                                .clamp(0.0, 1.0);
+                        }
+                    }
+                    out
+                }
+                _ => {
+                    let ins: Vec<ArrayView2<f64>> = node
+                        .inputs
+                        .iter()
+                        .map(|i| g[i.index()].as_ref().expect("forward order").view())
+                        .collect();
+                    linop::forward(graph, node, &ins, false)
+                }
+            };
+            g[id] = Some(value);
+        }
+    }
+    let samplewise_lower = best_lower;
+    SampleBounds {
+        label,
+        others,
+        a: best_a,
+        b: best_b,
+        samplewise_lower,
+    }
+}
+
+fn check_request(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+    labels: &[usize],
+    delta: &DeltaBox,
+) -> Result<(), EngineError> {
+    unsupported(graph)?;
+    check_inputs(graph, inputs)?;
+    let k = graph.node(graph.output).numel();
+    if graph.output_shape().len() != 1 || k < 2 {
+        return Err(EngineError::InvalidInput(
+            "the network output must be a vector of ≥ 2 logits".into(),
+        ));
+    }
+    if labels.len() != inputs.nrows() {
+        return Err(EngineError::InvalidInput(format!(
+            "{} labels for {} samples",
+            labels.len(),
+            inputs.nrows()
+        )));
+    }
+    if let Some(&y) = labels.iter().find(|&&y| y >= k) {
+        return Err(EngineError::InvalidInput(format!(
+            "label {y} out of range for {k} classes"
+        )));
+    }
+    if delta.dim() != inputs.ncols() || delta.hi.len() != delta.lo.len() {
+        return Err(EngineError::InvalidInput(
+            "the δ box dimension differs from the input".into(),
+        ));
+    }
+    if delta
+        .lo
+        .iter()
+        .chain(delta.hi.iter())
+        .any(|v| !v.is_finite())
+        || Zip::from(&delta.lo).and(&delta.hi).any(|l, h| l > h)
+    {
+        return Err(EngineError::InvalidInput(
+            "the δ box must be finite with lo ≤ hi".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Per-sample linear margin bounds `m_{y,j}(xᵢ+δ) ≥ a·δ + b` over the box, for every j ≠ yᵢ.
+pub fn margin_bounds(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+    labels: &[usize],
+    delta: &DeltaBox,
+    method: &BoundMethod,
+) -> Result<MarginBounds, EngineError> {
+    margin_bounds_cached(
+        graph,
+        inputs,
+        labels,
+        delta,
+        method,
+        &BoundCache::disabled(),
+    )
+}
+
+/// [`margin_bounds`] reusing (and filling) the intermediate bounds held by `cache`.
+pub fn margin_bounds_cached(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+    labels: &[usize],
+    delta: &DeltaBox,
+    method: &BoundMethod,
+    cache: &BoundCache,
+) -> Result<MarginBounds, EngineError> {
+    check_request(graph, inputs, labels, delta)?;
+    let info = GraphInfo::new(graph);
+    let crown = !matches!(method, BoundMethod::Ibp);
+    let keys = cache.keys(graph, inputs, delta, crown);
+    let samples = (0..inputs.nrows())
+        .into_par_iter()
+        .map(|i| {
+            let x0 = inputs.row(i);
+            let inter = cache.get_or_compute(keys.as_ref().map(|k| &k[i]), graph, || {
+                sample_intermediate(graph, &info, x0, delta, crown)
+            })?;
+            sample_margins(graph, &info, &inter, x0, labels[i], delta, method)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MarginBounds { samples })
+}

@@ -1,0 +1,412 @@
+//! Batched affine kernels: the forward map of each affine op applied to rows (points) and its
+//! transpose applied to rows (linear functionals, CROWN back-substitution). Sequential: callers
+//! parallelise across samples. Convolutions use im2col + GEMM in both directions; no dense conv
+//! matrix is ever built.
+
+use crate::ir::{Graph, Node, Op};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+
+/// Geometry of a conv or pooling window op.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Window {
+    pub fn new(
+        in_shape: &[usize],
+        out_shape: &[usize],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
+        Window {
+            cin: in_shape[0],
+            h: in_shape[1],
+            w: in_shape[2],
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            ph: padding[0],
+            pw: padding[1],
+            ho: out_shape[1],
+            wo: out_shape[2],
+        }
+    }
+
+    pub fn positions(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Input coordinate of output position (oh, ow) and kernel tap (ki, kj), if inside.
+    #[inline]
+    pub fn tap(&self, oh: usize, ow: usize, ki: usize, kj: usize) -> Option<(usize, usize)> {
+        let ih = (oh * self.sh + ki).checked_sub(self.ph)?;
+        let iw = (ow * self.sw + kj).checked_sub(self.pw)?;
+        (ih < self.h && iw < self.w).then_some((ih, iw))
+    }
+}
+
+/// Max elements of one im2col buffer; bounds memory for big layers.
+const COLS_BUDGET: usize = 1 << 22;
+
+fn conv_window(graph: &Graph, node: &Node) -> Window {
+    let input = graph.node(node.inputs[0]);
+    match &node.op {
+        Op::Conv2d {
+            weight,
+            stride,
+            padding,
+            ..
+        } => {
+            let (_, _, kh, kw) = weight.dim();
+            Window::new(&input.shape, &node.shape, [kh, kw], *stride, *padding)
+        }
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+            ..
+        }
+        | Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => Window::new(&input.shape, &node.shape, *kernel, *stride, *padding),
+        _ => unreachable!("not a window op"),
+    }
+}
+
+/// Conv weight as `[cout, cin*kh*kw]`, optionally elementwise absolute.
+fn conv_matrix(weight: &ndarray::Array4<f64>, abs: bool) -> Array2<f64> {
+    let (cout, cin, kh, kw) = weight.dim();
+    let m = weight
+        .to_shape((cout, cin * kh * kw))
+        .expect("contiguous conv weight")
+        .to_owned();
+    if abs {
+        m.mapv(f64::abs)
+    } else {
+        m
+    }
+}
+
+/// im2col of rows `x` `[n, cin*h*w]` into `[n*P, cin*kh*kw]`.
+fn im2col(g: &Window, x: ArrayView2<f64>) -> Array2<f64> {
+    let n = x.nrows();
+    let p = g.positions();
+    let kk = g.kh * g.kw;
+    let mut cols = Array2::<f64>::zeros((n * p, g.cin * kk));
+    for s in 0..n {
+        let xs = x.row(s);
+        for oh in 0..g.ho {
+            for ow in 0..g.wo {
+                let mut row = cols.row_mut(s * p + oh * g.wo + ow);
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
+                            for ci in 0..g.cin {
+                                row[ci * kk + ki * g.kw + kj] = xs[ci * g.h * g.w + ih * g.w + iw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// Adds col2im of `cols` `[n*P, cin*kh*kw]` into rows `out` `[n, cin*h*w]`.
+fn col2im_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2<f64>) {
+    let n = out.nrows();
+    let p = g.positions();
+    let kk = g.kh * g.kw;
+    for s in 0..n {
+        let mut os = out.row_mut(s);
+        for oh in 0..g.ho {
+            for ow in 0..g.wo {
+                let row = cols.row(s * p + oh * g.wo + ow);
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
+                            for ci in 0..g.cin {
+                                os[ci * g.h * g.w + ih * g.w + iw] += row[ci * kk + ki * g.kw + kj];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn chunk_rows(per_row: usize) -> usize {
+    (COLS_BUDGET / per_row.max(1)).max(1)
+}
+
+/// Conv forward on rows: `[n, cin*h*w] -> [n, cout*P]` (bias added when given).
+fn conv_forward(
+    g: &Window,
+    wmat: &Array2<f64>,
+    bias: Option<&Array1<f64>>,
+    x: ArrayView2<f64>,
+) -> Array2<f64> {
+    let n = x.nrows();
+    let cout = wmat.nrows();
+    let p = g.positions();
+    let mut out = Array2::<f64>::zeros((n, cout * p));
+    let step = chunk_rows(p * wmat.ncols().max(cout));
+    for start in (0..n).step_by(step) {
+        let end = (start + step).min(n);
+        let cols = im2col(g, x.slice(s![start..end, ..]));
+        let res = cols.dot(&wmat.t()); // [m*P, cout]
+        for (local, s) in (start..end).enumerate() {
+            let mut o = out.row_mut(s);
+            for pos in 0..p {
+                let r = res.row(local * p + pos);
+                for co in 0..cout {
+                    o[co * p + pos] = r[co] + bias.map_or(0.0, |b| b[co]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`.
+fn conv_transpose(g: &Window, wmat: &Array2<f64>, a: ArrayView2<f64>) -> Array2<f64> {
+    let rows = a.nrows();
+    let cout = wmat.nrows();
+    let p = g.positions();
+    let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
+    let step = chunk_rows(p * wmat.ncols().max(cout));
+    for start in (0..rows).step_by(step) {
+        let end = (start + step).min(rows);
+        let m = end - start;
+        // [m, cout, P] -> [m, P, cout] -> [m*P, cout]
+        let chunk = a.slice(s![start..end, ..]);
+        let chunk3 = chunk.to_shape((m, cout, p)).expect("row-major chunk");
+        let at = chunk3
+            .permuted_axes([0, 2, 1])
+            .as_standard_layout()
+            .into_owned();
+        let at = at.into_shape_with_order((m * p, cout)).expect("contiguous");
+        let cols = at.dot(wmat); // [m*P, cin*kk]
+        col2im_add(g, cols.view(), out.slice_mut(s![start..end, ..]));
+    }
+    out
+}
+
+/// Sum over each channel's positions: `[rows, c*P] -> [rows, c]`.
+fn channel_sums(a: ArrayView2<f64>, c: usize) -> Array2<f64> {
+    let rows = a.nrows();
+    let p = a.ncols() / c;
+    let a3 = a.to_shape((rows, c, p)).expect("row-major");
+    a3.sum_axis(Axis(2))
+}
+
+/// Applies an affine op to rows. `inputs[i]` are the op inputs `[n, in_numel]`.
+/// With `abs`, weights are replaced by absolute values and biases dropped (IBP radius).
+pub fn forward(graph: &Graph, node: &Node, inputs: &[ArrayView2<f64>], abs: bool) -> Array2<f64> {
+    let x = inputs[0];
+    match &node.op {
+        Op::Input | Op::Relu | Op::MaxPool { .. } => unreachable!("not an affine op"),
+        Op::Linear { weight, bias } => {
+            if abs {
+                x.dot(&weight.mapv(f64::abs).t())
+            } else {
+                x.dot(&weight.t()) + bias
+            }
+        }
+        Op::Conv2d { weight, bias, .. } => {
+            let g = conv_window(graph, node);
+            conv_forward(&g, &conv_matrix(weight, abs), (!abs).then_some(bias), x)
+        }
+        Op::ChannelAffine { scale, shift } => {
+            let c = scale.len();
+            let n = x.nrows();
+            let p = x.ncols() / c;
+            let mut out = x
+                .to_owned()
+                .into_shape_with_order((n, c, p))
+                .expect("contiguous");
+            for ch in 0..c {
+                let mut v = out.slice_mut(s![.., ch, ..]);
+                if abs {
+                    v.mapv_inplace(|t| t * scale[ch].abs());
+                } else {
+                    v.mapv_inplace(|t| t * scale[ch] + shift[ch]);
+                }
+            }
+            out.into_shape_with_order((n, c * p)).expect("contiguous")
+        }
+        Op::Add => &x + &inputs[1],
+        Op::Reshape => x.to_owned(),
+        Op::AvgPool { .. } => {
+            let g = conv_window(graph, node);
+            let n = x.nrows();
+            let p = g.positions();
+            let div = (g.kh * g.kw) as f64;
+            let mut out = Array2::<f64>::zeros((n, g.cin * p));
+            for s in 0..n {
+                for c in 0..g.cin {
+                    for oh in 0..g.ho {
+                        for ow in 0..g.wo {
+                            let mut acc = 0.0;
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
+                                        acc += x[[s, c * g.h * g.w + ih * g.w + iw]];
+                                    }
+                                }
+                            }
+                            out[[s, c * p + oh * g.wo + ow]] = acc / div;
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Result of pulling linear functionals back through one affine op.
+pub struct Pullback {
+    /// One `[rows, in_numel]` per op input.
+    pub a: Vec<Array2<f64>>,
+    /// `A · const_term` per row.
+    pub bias: Array1<f64>,
+    /// `|A| · |const_term|` per row (rounding-error scale).
+    pub bias_mag: Array1<f64>,
+}
+
+/// Transpose of an affine op on rows: functionals `a` `[rows, out_numel]` of the op output become
+/// functionals of its inputs plus a constant.
+pub fn backward(graph: &Graph, node: &Node, a: Array2<f64>) -> Pullback {
+    let rows = a.nrows();
+    let zeros = || Array1::<f64>::zeros(rows);
+    match &node.op {
+        Op::Input | Op::Relu | Op::MaxPool { .. } => unreachable!("not an affine op"),
+        Op::Linear { weight, bias } => Pullback {
+            bias: a.dot(bias),
+            bias_mag: a.mapv(f64::abs).dot(&bias.mapv(f64::abs)),
+            a: vec![a.dot(weight)],
+        },
+        Op::Conv2d { weight, bias, .. } => {
+            let g = conv_window(graph, node);
+            let sums = channel_sums(a.view(), bias.len());
+            let abs_sums = channel_sums(a.mapv(f64::abs).view(), bias.len());
+            Pullback {
+                bias: sums.dot(bias),
+                bias_mag: abs_sums.dot(&bias.mapv(f64::abs)),
+                a: vec![conv_transpose(&g, &conv_matrix(weight, false), a.view())],
+            }
+        }
+        Op::ChannelAffine { scale, shift } => {
+            let c = scale.len();
+            let sums = channel_sums(a.view(), c);
+            let abs_sums = channel_sums(a.mapv(f64::abs).view(), c);
+            let p = a.ncols() / c;
+            let mut out = a.into_shape_with_order((rows, c, p)).expect("contiguous");
+            for ch in 0..c {
+                out.slice_mut(s![.., ch, ..])
+                    .mapv_inplace(|t| t * scale[ch]);
+            }
+            Pullback {
+                bias: sums.dot(shift),
+                bias_mag: abs_sums.dot(&shift.mapv(f64::abs)),
+                a: vec![out
+                    .into_shape_with_order((rows, c * p))
+                    .expect("contiguous")],
+            }
+        }
+        Op::Add => Pullback {
+            a: vec![a.clone(), a],
+            bias: zeros(),
+            bias_mag: zeros(),
+        },
+        Op::Reshape => Pullback {
+            a: vec![a],
+            bias: zeros(),
+            bias_mag: zeros(),
+        },
+        Op::AvgPool { .. } => {
+            let g = conv_window(graph, node);
+            let p = g.positions();
+            let div = (g.kh * g.kw) as f64;
+            let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
+            for r in 0..rows {
+                for c in 0..g.cin {
+                    for oh in 0..g.ho {
+                        for ow in 0..g.wo {
+                            let v = a[[r, c * p + oh * g.wo + ow]] / div;
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
+                                        out[[r, c * g.h * g.w + ih * g.w + iw]] += v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Pullback {
+                a: vec![out],
+                bias: zeros(),
+                bias_mag: zeros(),
+            }
+        }
+    }
+}
+
+/// Rows of the op's Jacobian for output coordinates `idx` (only linear and conv; `None` otherwise),
+/// together with the matching bias entries. Avoids pulling one-hot rows through the first op.
+pub fn jacobian_rows(
+    graph: &Graph,
+    node: &Node,
+    idx: &[usize],
+) -> Option<(Array2<f64>, Array1<f64>)> {
+    match &node.op {
+        Op::Linear { weight, bias } => {
+            let a = weight.select(Axis(0), idx);
+            let b = idx.iter().map(|&i| bias[i]).collect();
+            Some((a, b))
+        }
+        Op::Conv2d { weight, bias, .. } => {
+            let g = conv_window(graph, node);
+            let p = g.positions();
+            let mut a = Array2::<f64>::zeros((idx.len(), g.cin * g.h * g.w));
+            let mut b = Array1::<f64>::zeros(idx.len());
+            for (r, &i) in idx.iter().enumerate() {
+                let (co, pos) = (i / p, i % p);
+                let (oh, ow) = (pos / g.wo, pos % g.wo);
+                b[r] = bias[co];
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
+                            for ci in 0..g.cin {
+                                a[[r, ci * g.h * g.w + ih * g.w + iw]] = weight[[co, ci, ki, kj]];
+                            }
+                        }
+                    }
+                }
+            }
+            Some((a, b))
+        }
+        _ => None,
+    }
+}
