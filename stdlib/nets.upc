@@ -48,13 +48,14 @@ block conv_big() {
 }
 
 // Basic residual block: relu(conv3x3) -> conv3x3 -> + shortcut -> relu.
-// The shortcut is a 1x1 strided conv when channels or resolution change, else the identity.
+// The shortcut is a 1x1 strided conv (`shortcut.0`) when channels or resolution change, else the
+// identity. Tensor names follow the VNN-COMP 2021 CIFAR ResNets (PyTorch `BasicBlock`).
 block basic_block(cin, cout, stride) {
     conv1 = conv2d(cin, cout, kernel: 3, stride: stride, padding: 1)
     relu1 = relu
     conv2 = conv2d(cout, cout, kernel: 3, stride: 1, padding: 1)
     shortcut = if stride != 1 || cin != cout {
-        conv2d(cin, cout, kernel: 1, stride: stride)
+        projection(cin, cout, stride)
     } else {
         identity
     } from input
@@ -62,30 +63,41 @@ block basic_block(cin, cout, stride) {
     out = relu
 }
 
+// A 1x1 strided conv, named `0` as in PyTorch's `nn.Sequential(conv)` shortcut.
+block projection(cin, cout, stride) {
+    conv2d(cin, cout, kernel: 1, stride: stride)
+}
+
+// Two basic blocks, named `0` and `1` (PyTorch `layerN.0`, `layerN.1`).
+block resnet_stage(cin, cout, stride) {
+    basic_block(cin, cout, stride)
+    basic_block(cout, cout, 1)
+}
+
 // ResNet-2B (CIFAR-10, VNN-COMP 2021): 112,006 parameters, 6,244 ReLUs.
+// Its tensors are named as in resnet_2b.onnx: conv1, layer1.{0,1}.{conv1,conv2,shortcut.0},
+// linear1, linear2; so `resnet_2b() weights "resnet_2b.onnx"` binds that file's initializers.
 block resnet_2b() {
     input [3, 32, 32]
     conv1 = conv2d(3, 8, kernel: 3, stride: 2, padding: 1)
     relu1 = relu
-    block1 = basic_block(8, 16, 2)
-    block2 = basic_block(16, 16, 1)
+    layer1 = resnet_stage(8, 16, 2)
     flat = flatten
-    fc1 = linear(1024, 100)
+    linear1 = linear(1024, 100)
     relu2 = relu
-    fc2 = linear(100, 10)
+    linear2 = linear(100, 10)
 }
 
 // ResNet-4B (CIFAR-10, VNN-COMP 2021): 123,734 parameters, 14,436 ReLUs.
+// Tensor names as in resnet_4b.onnx (layer1 and layer2 hold two blocks each).
 block resnet_4b() {
     input [3, 32, 32]
     conv1 = conv2d(3, 16, kernel: 3, stride: 2, padding: 1)
     relu1 = relu
-    block1 = basic_block(16, 32, 2)
-    block2 = basic_block(32, 32, 1)
-    block3 = basic_block(32, 32, 2)
-    block4 = basic_block(32, 32, 1)
+    layer1 = resnet_stage(16, 32, 2)
+    layer2 = resnet_stage(32, 32, 2)
     flat = flatten
-    fc1 = linear(512, 100)
+    linear1 = linear(512, 100)
     relu2 = relu
-    fc2 = linear(100, 10)
+    linear2 = linear(100, 10)
 }

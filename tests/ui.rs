@@ -1,28 +1,10 @@
 //! UI tests: every `tests/ui/*.upc` is checked and its rendered diagnostics (colour off) are
 //! compared with `tests/ui/NAME.stderr`. `UPDATE_UI=1 cargo test --test ui` rewrites them.
-//! In an expected file, `[..]` matches any text within a line (for decoder messages).
+//! In an expected file, `[..]` matches any text within a line.
 
 use std::path::{Path, PathBuf};
 use upcc::diagnostics::render_ariadne;
 use upcc::semantics::check_file;
-
-/// Cases whose final output needs the real file decoders (`formats`, ONNX import). While those
-/// are stubs, their output says "not implemented yet" and the case is skipped.
-const NEEDS_DECODERS: &[&str] = &[
-    "accuracy_on_noise",
-    "corrupt_npz",
-    "data_shape_mismatch",
-    "empty_dataset",
-    "inf_weights_npz",
-    "label_out_of_range",
-    "missing_tensor",
-    "nan_weights",
-    "per_channel_eps_mismatch",
-    "truncated_onnx",
-    "truncated_safetensors",
-    "unsupported_onnx_ops",
-    "weight_shape_mismatch",
-];
 
 fn render(path: &Path) -> String {
     let (sources, result) = check_file(path);
@@ -75,14 +57,9 @@ fn ui() {
     );
     let update = std::env::var_os("UPDATE_UI").is_some();
     let mut failures = Vec::new();
-    let mut skipped = Vec::new();
     for case in &cases {
         let name = case.file_stem().unwrap().to_string_lossy().to_string();
         let actual = render(case);
-        if NEEDS_DECODERS.contains(&name.as_str()) && actual.contains("not implemented yet") {
-            skipped.push(name);
-            continue;
-        }
         let expected_path = case.with_extension("stderr");
         if update {
             std::fs::write(&expected_path, &actual).unwrap();

@@ -60,7 +60,10 @@ pub struct LayerSummary {
 impl CheckedNetwork {
     /// Number of scalar parameters.
     pub fn parameter_count(&self) -> usize {
-        self.parameters.iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.parameters
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Number of ReLU units (per sample).

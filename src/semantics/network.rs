@@ -93,14 +93,24 @@ impl PendingOp {
     fn parameters(&self, name: &str) -> Vec<(String, Vec<usize>)> {
         let t = |suffix: &str, shape: Vec<usize>| (format!("{name}.{suffix}"), shape);
         match self {
-            PendingOp::Linear { inputs, outputs } => vec![t("weight", vec![*outputs, *inputs]), t("bias", vec![*outputs])],
-            PendingOp::Conv { cin, cout, kernel, .. } => {
-                vec![t("weight", vec![*cout, *cin, kernel[0], kernel[1]]), t("bias", vec![*cout])]
+            PendingOp::Linear { inputs, outputs } => vec![
+                t("weight", vec![*outputs, *inputs]),
+                t("bias", vec![*outputs]),
+            ],
+            PendingOp::Conv {
+                cin, cout, kernel, ..
+            } => {
+                vec![
+                    t("weight", vec![*cout, *cin, kernel[0], kernel[1]]),
+                    t("bias", vec![*cout]),
+                ]
             }
-            PendingOp::BatchNorm { channels, .. } => ["weight", "bias", "running_mean", "running_var"]
-                .iter()
-                .map(|s| t(s, vec![*channels]))
-                .collect(),
+            PendingOp::BatchNorm { channels, .. } => {
+                ["weight", "bias", "running_mean", "running_var"]
+                    .iter()
+                    .map(|s| t(s, vec![*channels]))
+                    .collect()
+            }
             _ => vec![],
         }
     }
@@ -253,7 +263,11 @@ impl<'a> Checker<'a> {
                 shape: p.shape.clone().unwrap_or_default(),
             })
             .collect();
-        let parameters = elab.nodes.iter().flat_map(|p| p.op.parameters(&p.name)).collect();
+        let parameters = elab
+            .nodes
+            .iter()
+            .flat_map(|p| p.op.parameters(&p.name))
+            .collect();
         Some(CheckedNetwork {
             name: n.name.name.clone(),
             span: n.span,
@@ -365,11 +379,21 @@ impl<'a> Checker<'a> {
         let mut parameters = Vec::new();
         for node in &graph.nodes {
             let shapes: Vec<(&str, Vec<usize>)> = match &node.op {
-                Op::Linear { weight, bias } => vec![("weight", weight.shape().to_vec()), ("bias", bias.shape().to_vec())],
-                Op::Conv2d { weight, bias, .. } => vec![("weight", weight.shape().to_vec()), ("bias", bias.shape().to_vec())],
+                Op::Linear { weight, bias } => vec![
+                    ("weight", weight.shape().to_vec()),
+                    ("bias", bias.shape().to_vec()),
+                ],
+                Op::Conv2d { weight, bias, .. } => vec![
+                    ("weight", weight.shape().to_vec()),
+                    ("bias", bias.shape().to_vec()),
+                ],
                 _ => vec![],
             };
-            parameters.extend(shapes.into_iter().map(|(k, s)| (format!("{}.{k}", node.name), s)));
+            parameters.extend(
+                shapes
+                    .into_iter()
+                    .map(|(k, s)| (format!("{}.{k}", node.name), s)),
+            );
         }
         Some(CheckedNetwork {
             name: n.name.name.clone(),
