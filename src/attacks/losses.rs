@@ -111,6 +111,17 @@ pub fn argmax(z: ArrayView1<f64>) -> usize {
     best
 }
 
+/// −1, 0 or 1; 0 for NaN.
+pub fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 fn softmax(z: ArrayView1<f64>) -> (f64, Array1<f64>) {
     let m = z.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
     let e = z.mapv(|v| (v - m).exp());

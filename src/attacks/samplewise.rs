@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2};
 
-use super::losses::{is_correct, loss_and_grad, Loss};
+use super::losses::{is_correct, loss_and_grad, sign, Loss};
 use super::{correct_mask, AttackError, Classifier, Problem, SplitMix64};
 
 /// A δ that fooled one sample, with the logits it produced.
@@ -10,7 +10,8 @@ pub(crate) type Fooling = Option<(Array1<f64>, Array1<f64>)>;
 
 /// Sign-gradient descent of `loss_for(i)` with one δ per row in `rows` (`starts` is `[rows, d]`),
 /// for `steps` steps. Records in `fooling[i]` the first evaluated δ that misclassifies sample i
-/// (rows already fooled stop moving). Returns the final δs and their logits.
+/// (rows already fooled stop moving; the run stops once all are). Returns the last δs and their
+/// logits.
 pub(crate) fn descend_each<C: Classifier + ?Sized>(
     p: &Problem<C>,
     rows: &[usize],
@@ -33,6 +34,9 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
         let x = p.perturbed_rows(rows, &deltas);
         let logits = p.logits(&x)?;
         record(&deltas, &logits, fooling);
+        if rows.iter().all(|&i| fooling[i].is_some()) {
+            break;
+        }
         let mut grad_logits = Array2::zeros(logits.raw_dim());
         for (r, &i) in rows.iter().enumerate() {
             if fooling[i].is_none() {
@@ -43,15 +47,7 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
         let g = p.gradient(&x, &grad_logits)?;
         for r in 0..rows.len() {
             for k in 0..d {
-                let s = g[[r, k]];
-                let step = if s > 0.0 {
-                    alpha[k]
-                } else if s < 0.0 {
-                    -alpha[k]
-                } else {
-                    0.0
-                };
-                deltas[[r, k]] = p.clamp(k, deltas[[r, k]] - step);
+                deltas[[r, k]] = p.clamp(k, deltas[[r, k]] - alpha[k] * sign(g[[r, k]]));
             }
         }
     }

@@ -94,7 +94,7 @@ pub fn self_labels(classifier: &impl Classifier, inputs: ArrayView2<f64>) -> Vec
     classifier
         .logits(inputs)
         .axis_iter(Axis(0))
-        .map(|z| super::losses::argmax(z))
+        .map(super::losses::argmax)
         .collect()
 }
 
