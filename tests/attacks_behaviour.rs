@@ -405,3 +405,41 @@ fn an_empty_batch_has_no_correct_samples() {
         assert_eq!(r.correct(), 0);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// On random networks and boxes (which may exclude 0): δ stays in the box, the mask is exact,
+    /// and no universal attack does worse than δ = 0 clamped into the box.
+    #[test]
+    fn random_problems_keep_the_attack_invariants(seed in 0u64..1_000_000) {
+        let mut rng = SplitMix64::new(seed);
+        let d = 3 + (rng.next_u64() % 4) as usize;
+        let model = Mlp::random(&[d, 6, 3], seed).unwrap();
+        let x = random_matrix(8, d, -1.0, 1.0, seed + 1);
+        let y: Vec<usize> = (0..8).map(|_| (rng.next_u64() % 3) as usize).collect();
+        let lo = Array1::from_shape_fn(d, |_| rng.uniform(-0.5, 0.2));
+        let hi = Array1::from_shape_fn(d, |k| lo[k] + rng.uniform(0.0, 0.6));
+        let bx = DeltaBox { lo, hi };
+        let start: Vec<f64> = (0..d).map(|k| 0.0f64.clamp(bx.lo[k], bx.hi[k])).collect();
+        let at_start = count(&evaluate_delta(&model, x.view(), &y, &start).unwrap());
+        let opts = AttackOptions { steps: 15, restarts: 2, seed, ..AttackOptions::default() };
+        for kind in AttackKind::ALL {
+            match attack(kind, &model, &x, &y, &bx, &opts) {
+                AttackResult::Universal(u) => {
+                    proptest::prop_assert!(u.delta.iter().enumerate().all(|(k, &v)| bx.lo[k] <= v && v <= bx.hi[k]));
+                    let replay = evaluate_delta(&model, x.view(), &y, &u.delta).unwrap();
+                    proptest::prop_assert_eq!(&replay, &u.correct_mask);
+                    proptest::prop_assert!(u.correct <= at_start, "{} worse than the start", kind);
+                }
+                AttackResult::Samplewise(s) => {
+                    for (i, row) in s.deltas.outer_iter().enumerate() {
+                        proptest::prop_assert!(row.iter().enumerate().all(|(k, &v)| bx.lo[k] <= v && v <= bx.hi[k]));
+                        let z = model.logits((&x.row(i) + &row).insert_axis(ndarray::Axis(0)).view());
+                        proptest::prop_assert_eq!(is_correct(z.row(0), y[i]), s.correct_mask[i]);
+                    }
+                }
+            }
+        }
+    }
+}
