@@ -77,11 +77,11 @@ fn linear_two_class_attacks_find_the_analytic_worst_corner() {
     }
 }
 
-/// Sample-wise PGD is exact on a multi-class linear model: sample i is robust iff for every j ≠ yᵢ,
+/// Sample-wise PGD is exact on a 10-class linear model: sample i is robust iff for every j ≠ yᵢ,
 /// (w_y − w_j)·xᵢ + b_y − b_j + min over the box of (w_y − w_j)·δ > 0.
 #[test]
 fn samplewise_pgd_matches_the_analytic_worst_case_of_a_linear_model() {
-    let (n, d, k) = (60, 8, 4);
+    let (n, d, k) = (60, 8, 10);
     let w = random_matrix(k, d, -1.0, 1.0, 21);
     let b = random_matrix(1, k, -0.2, 0.2, 22).row(0).to_owned();
     let model = Mlp::linear(w.clone(), b.clone()).unwrap();
