@@ -443,3 +443,22 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn zero_steps_return_the_start() {
+    let model = Mlp::random(&[5, 8, 3], 101).unwrap();
+    let x = random_matrix(10, 5, 0.0, 1.0, 102);
+    let y = self_labels(&model, x.view());
+    let bx = DeltaBox::linf(5, 0.2);
+    let opts = AttackOptions {
+        steps: 0,
+        ..AttackOptions::default()
+    };
+    for kind in [AttackKind::Pgd, AttackKind::DfUap, AttackKind::AdvUap] {
+        let AttackResult::Universal(u) = attack(kind, &model, &x, &y, &bx, &opts) else {
+            panic!("{kind} is universal");
+        };
+        assert_eq!(u.delta, vec![0.0; 5], "{kind}");
+        assert_eq!(u.correct, 10, "{kind}");
+    }
+}

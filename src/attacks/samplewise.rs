@@ -104,14 +104,14 @@ pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
             break;
         }
         let ranked = rank_targets(p, &rows, &start)?;
-        for run in 0..TARGETED_RUNS.min(p.num_classes() - 1) {
+        for targets in ranked.iter().take(TARGETED_RUNS) {
             let rows = live(&fooling);
             if rows.is_empty() {
                 break;
             }
             let targeted = |i: usize| Loss::TargetMargin {
                 label: p.labels[i],
-                target: ranked[i][run],
+                target: targets[i],
                 confidence,
             };
             descend_each(p, &rows, starts(rows.len()), steps, targeted, &mut fooling)?;
@@ -127,9 +127,10 @@ pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
     Ok((deltas, mask))
 }
 
-/// For each sample in `rows`, its other classes sorted by the linearised worst-case margin over
-/// the box around `start` (lowest first); indexed by sample, empty for samples not in `rows`.
-/// Costs one forward and one VJP per class.
+/// Ranks each sample's other classes by the linearised worst-case margin over the box around
+/// `start`, lowest first. Entry `[r][i]` is sample i's r-th target (r < K − 1); samples outside
+/// `rows` get their own label, never used since they are already fooled. Costs one forward and one
+/// VJP per class.
 fn rank_targets<C: Classifier + ?Sized>(
     p: &Problem<C>,
     rows: &[usize],
@@ -165,11 +166,13 @@ fn rank_targets<C: Classifier + ?Sized>(
             estimate[[r, j]] = logits[[r, y]] - logits[[r, j]] + drop;
         }
     }
-    let mut ranked = vec![Vec::new(); p.n()];
+    let mut ranked = vec![p.labels.to_vec(); classes - 1];
     for (r, &i) in rows.iter().enumerate() {
         let mut others: Vec<usize> = (0..classes).filter(|&j| j != p.labels[i]).collect();
         others.sort_by(|&a, &b| estimate[[r, a]].total_cmp(&estimate[[r, b]]));
-        ranked[i] = others;
+        for (rank, j) in others.into_iter().enumerate() {
+            ranked[rank][i] = j;
+        }
     }
     Ok(ranked)
 }
