@@ -3,8 +3,8 @@
 use ndarray::{array, Array1, Array2, ArrayView2};
 use upcc::attacks::testing::{self_labels, Mlp};
 use upcc::attacks::{
-    evaluate_delta, is_correct, run_attack, AttackError, AttackKind, AttackOptions, AttackResult,
-    Classifier, SplitMix64,
+    check_certificates, evaluate_delta, is_correct, run_attack, AttackError, AttackKind,
+    AttackOptions, AttackResult, Classifier, SoundnessViolation, SplitMix64,
 };
 use upcc::engine::DeltaBox;
 
@@ -105,15 +105,32 @@ fn samplewise_pgd_matches_the_analytic_worst_case_of_a_linear_model() {
         robust > 0 && robust < n,
         "test data must be informative: {robust}/{n}"
     );
-    let r = attack(
-        AttackKind::SamplewisePgd,
-        &model,
-        &x,
-        &y,
-        &bx,
-        &AttackOptions::default(),
+    // The exact sample-wise certificate (also a sound universal one) agrees with every attack.
+    let results: Vec<AttackResult> = AttackKind::ALL
+        .iter()
+        .map(|&kind| attack(kind, &model, &x, &y, &bx, &AttackOptions::default()))
+        .collect();
+    assert_eq!(check_certificates(&analytic, robust, &results), vec![]);
+    // Over-claiming by one sample is caught by the sample-wise attack.
+    let mut overclaim = analytic.clone();
+    let first_fooled = overclaim.iter().position(|&c| !c).unwrap();
+    overclaim[first_fooled] = true;
+    let violations = check_certificates(&overclaim, robust, &results);
+    assert!(violations.contains(&SoundnessViolation::CountAboveAttack {
+        attack: "samplewise_pgd".into(),
+        certified: robust + 1,
+        attacked: robust,
+        certificate: "sample-wise",
+    }));
+    assert!(
+        violations.contains(&SoundnessViolation::CertifiedSampleFooled {
+            attack: "samplewise_pgd".into(),
+            sample: first_fooled,
+        })
     );
-    assert_eq!(r.correct_mask(), &analytic[..]);
+    let samplewise = &results[4];
+    assert_eq!(samplewise.name(), "samplewise_pgd");
+    assert_eq!(samplewise.correct_mask(), &analytic[..]);
 }
 
 /// A ReLU MLP with a planted trigger: input 0 is 0 on every sample and drives a hidden unit that

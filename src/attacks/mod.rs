@@ -9,6 +9,7 @@
 mod losses;
 mod rng;
 mod samplewise;
+mod soundness;
 pub mod testing;
 mod universal;
 
@@ -20,6 +21,7 @@ use crate::engine::DeltaBox;
 
 pub use losses::is_correct;
 pub use rng::SplitMix64;
+pub use soundness::{check_certificates, SoundnessViolation};
 
 /// A classifier the attacks can query: batched logits and input gradients.
 pub trait Classifier: Sync {
