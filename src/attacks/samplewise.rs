@@ -32,19 +32,20 @@ pub(crate) fn descend_each<C: Classifier + ?Sized>(
     };
     for _ in 0..steps {
         let x = p.perturbed_rows(rows, &deltas);
-        let logits = p.logits(&x)?;
-        record(&deltas, &logits, fooling);
+        let (_, g) = p.logits_and_gradient(&x, |logits| {
+            record(&deltas, logits, fooling);
+            let mut grad_logits = Array2::zeros(logits.raw_dim());
+            for (r, &i) in rows.iter().enumerate() {
+                if fooling[i].is_none() {
+                    let (_, g) = loss_and_grad(loss_for(i), logits.row(r), logits.row(r));
+                    grad_logits.row_mut(r).assign(&g);
+                }
+            }
+            grad_logits
+        })?;
         if rows.iter().all(|&i| fooling[i].is_some()) {
             break;
         }
-        let mut grad_logits = Array2::zeros(logits.raw_dim());
-        for (r, &i) in rows.iter().enumerate() {
-            if fooling[i].is_none() {
-                let (_, g) = loss_and_grad(loss_for(i), logits.row(r), logits.row(r));
-                grad_logits.row_mut(r).assign(&g);
-            }
-        }
-        let g = p.gradient(&x, &grad_logits)?;
         for r in 0..rows.len() {
             for k in 0..d {
                 deltas[[r, k]] = p.clamp(k, deltas[[r, k]] - alpha[k] * sign(g[[r, k]]));
@@ -129,7 +130,7 @@ pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
 
 /// Ranks each sample's other classes by the linearised worst-case margin over the box around
 /// `start`, lowest first. Entry `[r][i]` is sample i's r-th target (r < K − 1); samples outside
-/// `rows` get their own label, never used since they are already fooled. Costs one forward and one
+/// `rows` get their own label, never used since they are already fooled. Costs a forward and a
 /// VJP per class.
 fn rank_targets<C: Classifier + ?Sized>(
     p: &Problem<C>,
@@ -139,7 +140,6 @@ fn rank_targets<C: Classifier + ?Sized>(
     let (classes, d) = (p.num_classes(), start.len());
     let deltas = Array2::from_shape_fn((rows.len(), d), |(_, k)| start[k]);
     let x = p.perturbed_rows(rows, &deltas);
-    let logits = p.logits(&x)?;
     let mut estimate = Array2::from_elem((rows.len(), classes), f64::INFINITY);
     for j in 0..classes {
         // Rows of ∇(z_y − z_j); zero where j is the label.
@@ -151,7 +151,7 @@ fn rank_targets<C: Classifier + ?Sized>(
                 _ => 0.0,
             }
         });
-        let g = p.gradient(&x, &grad_logits)?;
+        let (logits, g) = p.logits_and_gradient(&x, |_| grad_logits.clone())?;
         for (r, &i) in rows.iter().enumerate() {
             let y = p.labels[i];
             if y == j {

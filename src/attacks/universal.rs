@@ -61,18 +61,20 @@ fn descend<C: Classifier + ?Sized>(
     let mut v = Array1::<f64>::zeros(d);
     for t in 1..=steps {
         let x = p.perturbed_shared(&delta);
-        let logits = p.logits(&x)?;
-        best.offer(&delta, correct_mask(&logits, p.labels));
+        let (_, g) = p.logits_and_gradient(&x, |logits| {
+            best.offer(&delta, correct_mask(logits, p.labels));
+            let mut grad_logits = Array2::zeros(logits.raw_dim());
+            for i in 0..n {
+                let clean_row = clean.map_or(logits.row(i), |c| c.row(i));
+                let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean_row);
+                grad_logits.row_mut(i).assign(&g);
+            }
+            grad_logits
+        })?;
         if best.correct == 0 {
             return Ok(delta);
         }
-        let mut grad_logits = Array2::zeros(logits.raw_dim());
-        for i in 0..n {
-            let clean_row = clean.map_or(logits.row(i), |c| c.row(i));
-            let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean_row);
-            grad_logits.row_mut(i).assign(&g);
-        }
-        let g = p.gradient(&x, &grad_logits)?.sum_axis(Axis(0));
+        let g = g.sum_axis(Axis(0));
         match rule {
             StepRule::Sign => {
                 for k in 0..d {
