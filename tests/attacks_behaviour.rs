@@ -348,6 +348,10 @@ fn bad_inputs_are_errors_not_panics() {
         evaluate_delta(&model, x.view(), &[0, 1], &[0.0]),
         Err(AttackError::Shape { .. })
     ));
+    assert!(matches!(
+        evaluate_delta(&model, x.view(), &[0, 1], &[0.0, f64::NAN, 0.0]),
+        Err(AttackError::NonFiniteDelta { coordinate: 1 })
+    ));
 }
 
 /// A classifier that breaks the trait's contract or returns NaN must not crash an attack.

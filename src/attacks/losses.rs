@@ -18,7 +18,7 @@ pub enum Loss {
     NegCrossEntropy { label: usize },
     /// Cross-entropy towards a target class.
     TargetCrossEntropy { target: usize },
-    /// Cosine similarity with the clean logits (index into the clean logits is the sample's).
+    /// Cosine similarity with the sample's clean logits.
     Cosine,
 }
 

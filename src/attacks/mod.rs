@@ -244,6 +244,9 @@ impl fmt::Display for AttackError {
             AttackError::NonFiniteInput { sample } => {
                 write!(f, "sample {sample} has a non-finite input value")
             }
+            AttackError::NonFiniteDelta { coordinate } => {
+                write!(f, "perturbation coordinate {coordinate} is not finite")
+            }
             AttackError::BadBox { coordinate, lo, hi } => write!(
                 f,
                 "perturbation box coordinate {coordinate} is [{lo}, {hi}]; bounds must be finite with lo ≤ hi"
@@ -302,6 +305,9 @@ pub fn evaluate_delta<C: Classifier + ?Sized>(
 ) -> Result<Vec<bool>, AttackError> {
     let d = classifier.input_dim();
     check_len("delta length", d, delta.len())?;
+    if let Some(coordinate) = delta.iter().position(|v| !v.is_finite()) {
+        return Err(AttackError::NonFiniteDelta { coordinate });
+    }
     check_inputs(classifier, inputs, labels)?;
     let delta = ArrayView1::from(delta);
     let logits = checked_logits(classifier, (&inputs + &delta).view())?;
