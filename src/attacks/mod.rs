@@ -213,6 +213,10 @@ pub enum AttackError {
     NonFiniteInput {
         sample: usize,
     },
+    /// A δ given to [`evaluate_delta`] has a non-finite coordinate.
+    NonFiniteDelta {
+        coordinate: usize,
+    },
     /// A box bound is not finite or `lo > hi`.
     BadBox {
         coordinate: usize,
