@@ -64,8 +64,8 @@ const TARGETED_RUNS: usize = 3;
 /// Per restart, on the samples not yet fooled: an untargeted margin run, then targeted margin runs
 /// towards each sample's other classes ranked by the linearised worst-case margin at the start
 /// (`m_j + min over the box of ∇m_j·(δ − δ₀)`), best first. On a linear model that estimate is
-/// exact and the first targeted run ends at the worst corner, so the attack finds the true worst
-/// case. Restart 0 starts at δ = 0 clamped into the box, later ones at seeded random points.
+/// exact and the first targeted run ends at the worst corner (given the steps to cross the box, as
+/// the default step size allows), so the attack finds the true worst case. Restart 0 starts at δ = 0 clamped into the box, later ones at seeded random points.
 /// Returns each sample's δ (the fooling one, else δ = 0 clamped) and correctness re-evaluated there.
 pub(crate) fn samplewise_pgd<C: Classifier + ?Sized>(
     p: &Problem<C>,
