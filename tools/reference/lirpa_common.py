@@ -123,7 +123,7 @@ def load_eran_cifar(path, n):
     """ERAN csv: label, then 3072 pixels 0-255 in HWC order. Returns x [n,3,32,32] in [0,1] (CHW), labels."""
     rows = np.loadtxt(path, delimiter=",", dtype=np.int64, max_rows=n)
     labels = rows[:, 0]
-    x = rows[:, 1:].reshape(-1, 32, 32, 3).transpose(0, 3, 1, 2).astype(np.float64) / 255.0
+    x = np.ascontiguousarray(rows[:, 1:].reshape(-1, 32, 32, 3).transpose(0, 3, 1, 2)).astype(np.float64) / 255.0
     return x, labels
 
 
@@ -139,7 +139,7 @@ def spec_matrix(labels, k=10):
     return c
 
 
-def crown_linear_bounds(model, x, labels, eps, method="backward", batch=None, alpha_iters=20):
+def crown_linear_bounds(model, x, labels, eps, method="backward", batch=None, alpha_iters=20, conv_mode=None):
     """auto_LiRPA linear lower bounds of the margins f_y - f_j w.r.t. the input, x perturbed by an l_inf ball.
 
     Returns float64 numpy arrays lower [n,9], A [n,9,d], bias [n,9] with margin(x+delta) >= A.delta + bias for
@@ -149,10 +149,12 @@ def crown_linear_bounds(model, x, labels, eps, method="backward", batch=None, al
     from auto_LiRPA import BoundedModule, BoundedTensor
     from auto_LiRPA.perturbations import PerturbationLpNorm
 
-    x = torch.as_tensor(x, dtype=torch.float32)
+    x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32).contiguous()
     n = x.shape[0]
     batch = batch or n
     opts = {"optimize_bound_args": {"iteration": alpha_iters}}
+    # patches mode cannot divide by the normalisation's constant; the dense "matrix" mode gives the same bounds
+    opts["conv_mode"] = conv_mode or ("matrix" if isinstance(model, ResNet) else "patches")
     bounded = BoundedModule(model, torch.zeros_like(x[:1]), bound_opts=opts, device="cpu")
     out_name, in_name = bounded.output_name[0], bounded.input_name[0]
     lowers, As, biases = [], [], []
