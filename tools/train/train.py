@@ -115,6 +115,10 @@ def train(args):
     kind, eps = RECIPES[args.recipe]
     xtr, ytr = load_npz(os.path.join(args.data, "train.npz"))
     model = ARCHS[args.arch]()
+    if args.init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(args.init))
     opt = torch.optim.Adadelta(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
     delta_u = torch.zeros(1, 1, 28, 28)
@@ -186,6 +190,7 @@ def main():
     ap.add_argument("--ibp-warmup", type=int, default=1, help="IBP: natural epochs before the eps ramp")
     ap.add_argument("--ibp-ramp", type=int, default=10, help="IBP: epochs over which eps and kappa ramp")
     ap.add_argument("--ibp-kappa", type=float, default=0.0, help="IBP: final weight of the clean loss")
+    ap.add_argument("--init", default=None, help="start from these weights (.safetensors) instead of a random init")
     ap.add_argument("--data", default=os.path.join(REPO, "data", "mnist"))
     ap.add_argument("--out", default=os.path.join(REPO, "models", "mnist"))
     args = ap.parse_args()
@@ -205,7 +210,7 @@ def main():
     robust = {e: evaluate(model, xh, yh, e / 255) for e in (8, 16, 32)}
     ibp_rows = {e: ibp_verified(model, xh, yh, e / 255) for e in (8, 16, 32)}
     kind, eps = RECIPES[args.recipe]
-    cmd = "tools/train/train.py " + " ".join(sys.argv[1:])
+    cmd = "tools/train/train.py " + " ".join(sys.argv[1:]).replace(os.path.abspath(args.data), "data/mnist")
     shapes = "\n".join(f"| `{k}` | {list(v.shape)} |" for k, v in tensors.items())
     recipe_text = {
         "natural": "natural training (clean cross-entropy).",
@@ -228,6 +233,7 @@ def main():
 - recipe: {recipe_text}
 - optimiser: Adadelta, lr {args.lr} (paper Appendix B); batch {args.batch}; epochs {args.epochs} (paper: 60; fewer to fit a 2-core CPU)
 - data: `data/mnist/train.npz` (8,000 digits); seed {args.seed}
+- initialisation: {f"the weights of `{os.path.relpath(args.init, REPO)}`" if args.init else "PyTorch default (random)"}
 - training time: {seconds:.0f} s on {args.threads} CPU threads ({platform.processor() or platform.machine()}), torch {torch.__version__}
 - command: `.venv-train/bin/python {cmd}`
 - weights: `models/mnist/{name}.safetensors`, float32, sha256 `{sha}`
