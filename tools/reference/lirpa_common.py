@@ -89,11 +89,25 @@ class ResNet(nn.Module):
         self.linear2 = nn.Linear(100, 10)
 
     def forward(self, x):
-        x = F.relu(self.conv1(self.norm(x)))
+        return self.forward_normalized(self.norm(x))
+
+    def forward_normalized(self, x):
+        x = F.relu(self.conv1(x))
         for name in self.stages:
             x = getattr(self, name)(x)
         x = F.relu(self.linear1(torch.flatten(x, 1)))
         return self.linear2(x)
+
+
+class NormalizedBody(nn.Module):
+    """A ResNet without its normalisation layer: input already normalised."""
+
+    def __init__(self, resnet):
+        super().__init__()
+        self.resnet = resnet
+
+    def forward(self, z):
+        return self.resnet.forward_normalized(z)
 
 
 def load_resnet(onnx_path):
@@ -139,7 +153,7 @@ def spec_matrix(labels, k=10):
     return c
 
 
-def crown_linear_bounds(model, x, labels, eps, method="backward", batch=None, alpha_iters=20, conv_mode=None):
+def crown_linear_bounds(model, x, labels, eps, method="backward", batch=None, alpha_iters=20):
     """auto_LiRPA linear lower bounds of the margins f_y - f_j w.r.t. the input, x perturbed by an l_inf ball.
 
     Returns float64 numpy arrays lower [n,9], A [n,9,d], bias [n,9] with margin(x+delta) >= A.delta + bias for
@@ -153,23 +167,34 @@ def crown_linear_bounds(model, x, labels, eps, method="backward", batch=None, al
     n = x.shape[0]
     batch = batch or n
     opts = {"optimize_bound_args": {"iteration": alpha_iters}}
-    # patches mode cannot divide by the normalisation's constant; the dense "matrix" mode gives the same bounds
-    opts["conv_mode"] = conv_mode or ("matrix" if isinstance(model, ResNet) else "patches")
-    bounded = BoundedModule(model, torch.zeros_like(x[:1]), bound_opts=opts, device="cpu")
+    # A ResNet's normalisation z = (x - mu)/sigma is bounded exactly as a per-channel box on z
+    # (auto_LiRPA 0.3's patches mode cannot bound the division); A w.r.t. x is then A_z / sigma.
+    if isinstance(model, ResNet):
+        mu, sigma = model.norm.mean, model.norm.std
+        net = NormalizedBody(model)
+    else:
+        mu, sigma = torch.zeros(1), torch.ones(1)
+        net = model
+    bounded = BoundedModule(net, torch.zeros_like(x[:1]), bound_opts=opts, device="cpu")
     out_name, in_name = bounded.output_name[0], bounded.input_name[0]
     lowers, As, biases = [], [], []
     for s in range(0, n, batch):
         xb = x[s : s + batch]
         c = spec_matrix(labels[s : s + batch])
-        bx = BoundedTensor(xb, PerturbationLpNorm(norm=np.inf, eps=eps))
+        zb, z_lo, z_hi = (xb - mu) / sigma, (xb - eps - mu) / sigma, (xb + eps - mu) / sigma
+        ptb = PerturbationLpNorm(norm=np.inf, eps=eps) if net is model else PerturbationLpNorm(
+            norm=np.inf, eps=None, x_L=z_lo, x_U=z_hi)
+        bz = BoundedTensor(zb if net is not model else xb, ptb)
         lb, _, a_dict = bounded.compute_bounds(
-            x=(bx,), C=c, method=method, bound_upper=False, return_A=True, needed_A_dict={out_name: [in_name]}
+            x=(bz,), C=c, method=method, bound_upper=False, return_A=True, needed_A_dict={out_name: [in_name]}
         )
         rec = a_dict[out_name][in_name]
-        lA = rec["lA"].detach().reshape(xb.shape[0], c.shape[1], -1).double()
-        lbias = rec["lbias"].detach().reshape(xb.shape[0], c.shape[1]).double()
-        # bound w.r.t. x: lA.x + lbias; w.r.t. delta at x fixed: lA.delta + (lA.x + lbias)
-        bias = torch.einsum("nkd,nd->nk", lA, xb.reshape(xb.shape[0], -1).double()) + lbias
+        k = c.shape[1]
+        lA_z = rec["lA"].detach().double().reshape(xb.shape[0], k, *xb.shape[1:])
+        lbias = rec["lbias"].detach().reshape(xb.shape[0], k).double()
+        # bound w.r.t. z: lA_z.z + lbias; w.r.t. delta at x fixed: (lA_z/sigma).delta + (lA_z.z(x) + lbias)
+        bias = torch.einsum("nkd,nd->nk", lA_z.flatten(2), zb.double().flatten(1)) + lbias
+        lA = (lA_z / sigma.double()).flatten(2)
         lowers.append(lb.detach().double().numpy())
         As.append(lA.numpy())
         biases.append(bias.numpy())

@@ -96,13 +96,13 @@ def ibp_worst_logits(model, x, y, eps):
     return -lower
 
 
-def evaluate(model, x, y, eps=0.0, batch=500):
+def evaluate(model, x, y, eps=0.0, batch=250):
     model.eval()
     correct = 0
     for i in range(0, len(x), batch):
         xb, yb = x[i : i + batch], y[i : i + batch]
         if eps > 0:
-            xb = pgd(model, xb, yb, eps, steps=20, step=eps / 8)
+            xb = pgd(model, xb, yb, eps, steps=10, step=eps / 4)
         with torch.no_grad():
             correct += (model(xb).argmax(1) == yb).sum().item()
     return correct / len(x)
@@ -190,6 +190,7 @@ def main():
     ap.add_argument("--ibp-warmup", type=int, default=1, help="IBP: natural epochs before the eps ramp")
     ap.add_argument("--ibp-ramp", type=int, default=10, help="IBP: epochs over which eps and kappa ramp")
     ap.add_argument("--ibp-kappa", type=float, default=0.0, help="IBP: final weight of the clean loss")
+    ap.add_argument("--pgd-eval-n", type=int, default=500, help="held-out digits used for the PGD accuracy")
     ap.add_argument("--init", default=None, help="start from these weights (.safetensors) instead of a random init")
     ap.add_argument("--data", default=os.path.join(REPO, "data", "mnist"))
     ap.add_argument("--out", default=os.path.join(REPO, "models", "mnist"))
@@ -207,7 +208,8 @@ def main():
     xh, yh = load_npz(os.path.join(args.data, "heldout.npz"))
     xt, yt = load_npz(os.path.join(args.data, "test20.npz"))
     acc_h, acc_t = evaluate(model, xh, yh), evaluate(model, xt, yt)
-    robust = {e: evaluate(model, xh, yh, e / 255) for e in (8, 16, 32)}
+    n_pgd = min(args.pgd_eval_n, len(xh))
+    robust = {e: evaluate(model, xh[:n_pgd], yh[:n_pgd], e / 255) for e in (8, 16, 32)}
     ibp_rows = {e: ibp_verified(model, xh, yh, e / 255) for e in (8, 16, 32)}
     kind, eps = RECIPES[args.recipe]
     cmd = "tools/train/train.py " + " ".join(sys.argv[1:]).replace(os.path.abspath(args.data), "data/mnist")
@@ -242,10 +244,10 @@ def main():
 
 | set | clean | PGD 8/255 | PGD 16/255 | PGD 32/255 |
 |---|---|---|---|---|
-| held-out (2,000 digits, `data/mnist/heldout.npz`) | {acc_h * 100:.2f}% | {robust[8] * 100:.2f}% | {robust[16] * 100:.2f}% | {robust[32] * 100:.2f}% |
+| held-out (`data/mnist/heldout.npz`; clean: all 2,000 digits, PGD: the first {n_pgd}) | {acc_h * 100:.2f}% | {robust[8] * 100:.2f}% | {robust[16] * 100:.2f}% | {robust[32] * 100:.2f}% |
 | official test images (20, `data/mnist/test20.npz`) | {acc_t * 100:.0f}% | | | |
 
-PGD columns: sample-wise l_inf PGD, 20 steps of size eps/8, random start, x+delta clipped to [0,1] (an upper bound on
+PGD columns: sample-wise l_inf PGD, 10 steps of size eps/4, random start, x+delta clipped to [0,1] (an upper bound on
 robust accuracy). IBP-verified sample-wise accuracy on the held-out digits (a lower bound, no clipping):
 8/255 {ibp_rows[8] * 100:.2f}%, 16/255 {ibp_rows[16] * 100:.2f}%, 32/255 {ibp_rows[32] * 100:.2f}%.
 
