@@ -233,7 +233,7 @@ def main():
 
 - architecture: `{args.arch}` (tools/train/nets.py; paper Table 6), no normalisation layer, inputs in [0,1]
 - recipe: {recipe_text}
-- optimiser: Adadelta, lr {args.lr} (paper Appendix B); batch {args.batch}; epochs {args.epochs} (paper: 60; fewer to fit a 2-core CPU)
+- optimiser: Adadelta, lr {args.lr} {"(paper Appendix B)" if args.lr == 0.1 else "(paper Appendix B: 0.1; raised so that the few epochs that fit a 2-core CPU converge)"}; batch {args.batch}; epochs {args.epochs} (paper: 60; fewer to fit a 2-core CPU)
 - data: `data/mnist/train.npz` (8,000 digits); seed {args.seed}
 - initialisation: {f"the weights of `{os.path.relpath(args.init, REPO)}`" if args.init else "PyTorch default (random)"}
 - training time: {seconds:.0f} s on {args.threads} CPU threads ({platform.processor() or platform.machine()}), torch {torch.__version__}
