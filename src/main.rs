@@ -130,7 +130,10 @@ fn emit(sources: &SourceMap, diags: &[Diagnostic], output: &OutputArgs) {
     match output.message_format {
         MessageFormat::Json => print!("{}", render_json(sources, diags)),
         MessageFormat::Human => {
-            eprint!("{}", render_ariadne(sources, diags, use_color(output.color)));
+            eprint!(
+                "{}",
+                render_ariadne(sources, diags, use_color(output.color))
+            );
         }
     }
 }
