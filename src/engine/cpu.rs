@@ -277,32 +277,48 @@ fn back_substitute(
             let p = node.inputs[0].index();
             let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
             let alpha = alphas.and_then(|al| al[id].as_ref());
-            let mut a_in = a.clone();
+            // Per neuron: (lower slope, upper slope, upper intercept); stable neurons are exact.
+            let relax: Vec<(f64, f64, f64)> = l
+                .iter()
+                .zip(u.iter())
+                .map(|(&ln, &un)| {
+                    if un <= 0.0 {
+                        (0.0, 0.0, 0.0)
+                    } else if ln >= 0.0 {
+                        (1.0, 1.0, 0.0)
+                    } else {
+                        let slope = un / (un - ln);
+                        (crown_lower_slope(ln, un), slope, -ln * slope)
+                    }
+                })
+                .collect();
+            if keep_relu_a {
+                relu_a[id] = Some(a.clone());
+            }
+            let mut a_in = a;
             for (r, mut row) in a_in.axis_iter_mut(Axis(0)).enumerate() {
                 let mut brow = 0.0;
                 let mut mrow = 0.0;
-                for n in 0..row.len() {
-                    let (ln, un) = (l[n], u[n]);
-                    let coef = row[n];
-                    row[n] = if un <= 0.0 {
-                        0.0
-                    } else if ln >= 0.0 {
-                        coef
-                    } else if coef >= 0.0 {
-                        coef * alpha.map_or_else(|| crown_lower_slope(ln, un), |al| al[[r, n]])
+                for (n, coef) in row.iter_mut().enumerate() {
+                    if *coef == 0.0 {
+                        continue;
+                    }
+                    let (lower, upper, intercept) = relax[n];
+                    if *coef >= 0.0 {
+                        let unstable = upper != lower || intercept != 0.0;
+                        *coef *= match alpha {
+                            Some(al) if unstable => al[[r, n]],
+                            _ => lower,
+                        };
                     } else {
-                        let slope = un / (un - ln);
-                        let term = coef * (-ln * slope);
+                        let term = *coef * intercept;
                         brow += term;
                         mrow += term.abs();
-                        coef * slope
-                    };
+                        *coef *= upper;
+                    }
                 }
                 bias[r] += brow;
                 mag[r] += mrow;
-            }
-            if keep_relu_a {
-                relu_a[id] = Some(a);
             }
             accumulate(&mut pending[p], a_in);
         } else {

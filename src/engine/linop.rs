@@ -5,6 +5,7 @@
 
 use crate::ir::{Graph, Node, Op};
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Geometry of a conv or pooling window op.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +51,13 @@ impl Window {
         let iw = (ow * self.sw + kj).checked_sub(self.pw)?;
         (ih < self.h && iw < self.w).then_some((ih, iw))
     }
+}
+
+/// Floating-point operations done in GEMMs so far (for benchmarks' GFLOP/s).
+pub static GEMM_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+fn count_gemm(m: usize, k: usize, n: usize) {
+    GEMM_FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
 }
 
 /// Max elements of one im2col buffer; bounds memory for big layers.
@@ -152,6 +160,7 @@ fn conv_forward(g: &Window, wmat: &Array2<f64>, bias: Option<&Array1<f64>>, x: A
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
         let cols = im2col(g, x.slice(s![start..end, ..]));
+        count_gemm(cols.nrows(), cols.ncols(), cout);
         let res = cols.dot(&wmat.t()); // [m*P, cout]
         for (local, s) in (start..end).enumerate() {
             let mut o = out.row_mut(s);
@@ -166,33 +175,93 @@ fn conv_forward(g: &Window, wmat: &Array2<f64>, bias: Option<&Array1<f64>>, x: A
     out
 }
 
-/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`.
-fn conv_transpose(g: &Window, wmat: &Array2<f64>, a: ArrayView2<f64>) -> Array2<f64> {
+/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`. Sparse rows (e.g. the local
+/// functionals of intermediate neurons) are scattered directly; dense rows go through one GEMM.
+fn conv_transpose(g: &Window, weight: &ndarray::Array4<f64>, a: ArrayView2<f64>) -> Array2<f64> {
     let rows = a.nrows();
+    let cols_n = a.ncols();
+    let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
+    let mut dense = Vec::new();
+    for r in 0..rows {
+        let row = a.row(r);
+        let nnz = row.iter().filter(|v| **v != 0.0).count();
+        if nnz * 4 < cols_n {
+            scatter_row(g, weight, row, out.row_mut(r));
+        } else {
+            dense.push(r);
+        }
+    }
+    if dense.is_empty() {
+        return out;
+    }
+    let wmat = conv_matrix(weight, false);
     let cout = wmat.nrows();
     let p = g.positions();
-    let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
     let step = chunk_rows(p * wmat.ncols().max(cout));
-    for start in (0..rows).step_by(step) {
-        let end = (start + step).min(rows);
-        let m = end - start;
+    for chunk_idx in dense.chunks(step) {
+        let m = chunk_idx.len();
         // [m, cout, P] -> [m, P, cout] -> [m*P, cout]
-        let chunk = a.slice(s![start..end, ..]);
-        let chunk3 = chunk.to_shape((m, cout, p)).expect("row-major chunk");
-        let at = chunk3.permuted_axes([0, 2, 1]).as_standard_layout().into_owned();
-        let at = at.into_shape_with_order((m * p, cout)).expect("contiguous");
-        let cols = at.dot(wmat); // [m*P, cin*kk]
-        col2im_add(g, cols.view(), out.slice_mut(s![start..end, ..]));
+        let mut at = Array2::<f64>::zeros((m * p, cout));
+        for (local, &r) in chunk_idx.iter().enumerate() {
+            let row = a.row(r);
+            for co in 0..cout {
+                for pos in 0..p {
+                    at[[local * p + pos, co]] = row[co * p + pos];
+                }
+            }
+        }
+        count_gemm(m * p, cout, wmat.ncols());
+        let cols = at.dot(&wmat); // [m*P, cin*kk]
+        let mut block = Array2::<f64>::zeros((m, out.ncols()));
+        col2im_add(g, cols.view(), block.view_mut());
+        for (local, &r) in chunk_idx.iter().enumerate() {
+            out.row_mut(r).assign(&block.row(local));
+        }
     }
     out
 }
 
-/// Sum over each channel's positions: `[rows, c*P] -> [rows, c]`.
-fn channel_sums(a: ArrayView2<f64>, c: usize) -> Array2<f64> {
+fn scatter_row(g: &Window, weight: &ndarray::Array4<f64>, row: ndarray::ArrayView1<f64>, mut out: ndarray::ArrayViewMut1<f64>) {
+    let p = g.positions();
+    let plane = g.h * g.w;
+    for (i, &v) in row.iter().enumerate() {
+        if v == 0.0 {
+            continue;
+        }
+        let (co, pos) = (i / p, i % p);
+        let (oh, ow) = (pos / g.wo, pos % g.wo);
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
+                    let base = ih * g.w + iw;
+                    for ci in 0..g.cin {
+                        out[ci * plane + base] += v * weight[[co, ci, ki, kj]];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-row channel sums of `a` and of `|a|`: `[rows, c*P] -> ([rows, c], [rows, c])`.
+fn channel_sums_with_abs(a: ArrayView2<f64>, c: usize) -> (Array2<f64>, Array2<f64>) {
     let rows = a.nrows();
     let p = a.ncols() / c;
-    let a3 = a.to_shape((rows, c, p)).expect("row-major");
-    a3.sum_axis(Axis(2))
+    let mut sums = Array2::zeros((rows, c));
+    let mut abs = Array2::zeros((rows, c));
+    for r in 0..rows {
+        let row = a.row(r);
+        for ch in 0..c {
+            let (mut s, mut t) = (0.0, 0.0);
+            for v in row.slice(s![ch * p..(ch + 1) * p]) {
+                s += v;
+                t += v.abs();
+            }
+            sums[[r, ch]] = s;
+            abs[[r, ch]] = t;
+        }
+    }
+    (sums, abs)
 }
 
 /// Applies an affine op to rows. `inputs[i]` are the op inputs `[n, in_numel]`.
@@ -275,24 +344,25 @@ pub fn backward(graph: &Graph, node: &Node, a: Array2<f64>) -> Pullback {
     match &node.op {
         Op::Input | Op::Relu | Op::MaxPool { .. } => unreachable!("not an affine op"),
         Op::Linear { weight, bias } => Pullback {
-            bias: a.dot(bias),
+            bias: {
+                count_gemm(rows, weight.nrows(), weight.ncols());
+                a.dot(bias)
+            },
             bias_mag: a.mapv(f64::abs).dot(&bias.mapv(f64::abs)),
             a: vec![a.dot(weight)],
         },
         Op::Conv2d { weight, bias, .. } => {
             let g = conv_window(graph, node);
-            let sums = channel_sums(a.view(), bias.len());
-            let abs_sums = channel_sums(a.mapv(f64::abs).view(), bias.len());
+            let (sums, abs_sums) = channel_sums_with_abs(a.view(), bias.len());
             Pullback {
                 bias: sums.dot(bias),
                 bias_mag: abs_sums.dot(&bias.mapv(f64::abs)),
-                a: vec![conv_transpose(&g, &conv_matrix(weight, false), a.view())],
+                a: vec![conv_transpose(&g, weight, a.view())],
             }
         }
         Op::ChannelAffine { scale, shift } => {
             let c = scale.len();
-            let sums = channel_sums(a.view(), c);
-            let abs_sums = channel_sums(a.mapv(f64::abs).view(), c);
+            let (sums, abs_sums) = channel_sums_with_abs(a.view(), c);
             let p = a.ncols() / c;
             let mut out = a.into_shape_with_order((rows, c, p)).expect("contiguous");
             for ch in 0..c {
