@@ -26,7 +26,13 @@ fn main() {
         .collect();
     println!("threads: {}", rayon::current_num_threads());
     for eps in [2.0 / 255.0, 8.0 / 255.0] {
-        for method in [BoundMethod::Crown, BoundMethod::AlphaCrown { iterations: 20, learning_rate: 0.1 }] {
+        for method in [
+            BoundMethod::Crown,
+            BoundMethod::AlphaCrown {
+                iterations: 20,
+                learning_rate: 0.1,
+            },
+        ] {
             let delta = DeltaBox::linf(784, eps);
             GEMM_FLOPS.store(0, Ordering::Relaxed);
             let start = Instant::now();

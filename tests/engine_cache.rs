@@ -28,10 +28,16 @@ fn properties_and_methods_share_intermediate_bounds() {
     let crown = BoundMethod::Crown;
     let first = margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &crown, &cache).unwrap();
     assert_eq!(cache.stats().computed, 3);
-    assert_eq!(first, margin_bounds(&graph, x.view(), &[0, 1, 2], &delta, &crown).unwrap());
+    assert_eq!(
+        first,
+        margin_bounds(&graph, x.view(), &[0, 1, 2], &delta, &crown).unwrap()
+    );
     // Another property (other labels) and α-CROWN reuse the same intermediate bounds.
     let other = margin_bounds_cached(&graph, x.view(), &[3, 3, 3], &delta, &crown, &cache).unwrap();
-    assert_eq!(other, margin_bounds(&graph, x.view(), &[3, 3, 3], &delta, &crown).unwrap());
+    assert_eq!(
+        other,
+        margin_bounds(&graph, x.view(), &[3, 3, 3], &delta, &crown).unwrap()
+    );
     let alpha = BoundMethod::AlphaCrown {
         iterations: 3,
         learning_rate: 0.1,
@@ -40,8 +46,24 @@ fn properties_and_methods_share_intermediate_bounds() {
     let stats = cache.stats();
     assert_eq!((stats.computed, stats.memory_hits), (3, 6));
     // IBP and a different box are different entries.
-    margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &BoundMethod::Ibp, &cache).unwrap();
-    margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &DeltaBox::linf(98, 0.02), &crown, &cache).unwrap();
+    margin_bounds_cached(
+        &graph,
+        x.view(),
+        &[0, 1, 2],
+        &delta,
+        &BoundMethod::Ibp,
+        &cache,
+    )
+    .unwrap();
+    margin_bounds_cached(
+        &graph,
+        x.view(),
+        &[0, 1, 2],
+        &DeltaBox::linf(98, 0.02),
+        &crown,
+        &cache,
+    )
+    .unwrap();
     assert_eq!(cache.stats().computed, 9);
 }
 
@@ -54,15 +76,24 @@ fn disk_cache_is_reused_and_corruption_is_rebuilt() {
     let fresh = margin_bounds(&graph, x.view(), &labels, &delta, &m).unwrap();
 
     let run1 = BoundCache::on_disk(&dir);
-    assert_eq!(margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run1).unwrap(), fresh);
+    assert_eq!(
+        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run1).unwrap(),
+        fresh
+    );
     assert_eq!(run1.stats().computed, 3);
 
     let run2 = BoundCache::on_disk(&dir);
-    assert_eq!(margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run2).unwrap(), fresh);
+    assert_eq!(
+        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run2).unwrap(),
+        fresh
+    );
     assert_eq!((run2.stats().disk_hits, run2.stats().computed), (3, 0));
 
     // Corrupt one entry (a flipped byte in a bound) and truncate another.
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert_eq!(files.len(), 3);
     let mut bytes = std::fs::read(&files[0]).unwrap();
@@ -73,7 +104,10 @@ fn disk_cache_is_reused_and_corruption_is_rebuilt() {
     std::fs::write(&files[1], &bytes[..bytes.len() - 9]).unwrap();
 
     let run3 = BoundCache::on_disk(&dir);
-    assert_eq!(margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run3).unwrap(), fresh);
+    assert_eq!(
+        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run3).unwrap(),
+        fresh
+    );
     let s = run3.stats();
     assert_eq!((s.disk_hits, s.rejected, s.computed), (1, 2, 2));
 
@@ -98,7 +132,15 @@ fn disabled_cache_computes_every_time() {
     let (graph, x, delta) = setup();
     let cache = BoundCache::disabled();
     for _ in 0..2 {
-        margin_bounds_cached(&graph, x.view(), &[0, 0, 0], &delta, &BoundMethod::Crown, &cache).unwrap();
+        margin_bounds_cached(
+            &graph,
+            x.view(),
+            &[0, 0, 0],
+            &delta,
+            &BoundMethod::Crown,
+            &cache,
+        )
+        .unwrap();
     }
     assert_eq!(cache.stats(), Default::default());
 }

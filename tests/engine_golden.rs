@@ -27,12 +27,18 @@ fn conv_small_from(w: &BTreeMap<String, TensorData>) -> Option<Graph> {
         let t = get(&format!("{k}.weight"))?;
         let s = &t.shape;
         let weight = Array4::from_shape_vec((s[0], s[1], s[2], s[3]), t.data.clone()).ok()?;
-        Some((weight, Array1::from(get(&format!("{k}.bias"))?.data.clone())))
+        Some((
+            weight,
+            Array1::from(get(&format!("{k}.bias"))?.data.clone()),
+        ))
     };
     let fc = |k: &str| -> Option<(Array2<f64>, Array1<f64>)> {
         let t = get(&format!("{k}.weight"))?;
         let weight = Array2::from_shape_vec((t.shape[0], t.shape[1]), t.data.clone()).ok()?;
-        Some((weight, Array1::from(get(&format!("{k}.bias"))?.data.clone())))
+        Some((
+            weight,
+            Array1::from(get(&format!("{k}.bias"))?.data.clone()),
+        ))
     };
     let mut b = GraphBuilder::new(&[1, 28, 28]);
     let (w1, b1) = conv("conv1")?;
@@ -57,11 +63,13 @@ fn close(ours: f64, theirs: f64, scale: f64) -> bool {
 
 fn check_golden(path: &Path, root: &Path) -> Result<(), String> {
     let golden = load_tensors(path).map_err(|e| format!("cannot decode: {}", e.message))?;
-    let sidecar = std::fs::read_to_string(path.with_extension("weights")).map_err(|e| format!("no .weights sidecar: {e}"))?;
+    let sidecar = std::fs::read_to_string(path.with_extension("weights"))
+        .map_err(|e| format!("no .weights sidecar: {e}"))?;
     let mut lines = sidecar.lines();
     let weights_path = root.join(lines.next().unwrap_or("").trim());
     let arch = lines.next().unwrap_or("conv_small").trim();
-    let weights = load_tensors(&weights_path).map_err(|e| format!("cannot load weights: {}", e.message))?;
+    let weights =
+        load_tensors(&weights_path).map_err(|e| format!("cannot load weights: {}", e.message))?;
     let graph = match arch {
         "conv_small" => conv_small_from(&weights).ok_or("weights do not fit conv_small")?,
         other => return Err(format!("architecture `{other}` not wired into this test")),
@@ -73,17 +81,38 @@ fn check_golden(path: &Path, root: &Path) -> Result<(), String> {
     let labels: Vec<usize> = get("labels")?.data.iter().map(|&v| v as usize).collect();
     let eps = get("eps")?.data[0];
     let (lower, a, bias) = (get("lower")?, get("A")?, get("bias")?);
-    let ours = margin_bounds(&graph, x.view(), &labels, &DeltaBox::linf(d, eps), &BoundMethod::Crown).map_err(|e| e.to_string())?;
+    let ours = margin_bounds(
+        &graph,
+        x.view(),
+        &labels,
+        &DeltaBox::linf(d, eps),
+        &BoundMethod::Crown,
+    )
+    .map_err(|e| e.to_string())?;
     for (i, s) in ours.samples.iter().enumerate() {
         for r in 0..s.others.len() {
             let scale = 1.0 + s.a.row(r).iter().map(|v| v.abs()).sum::<f64>() * eps;
             let k = i * s.others.len() + r;
-            assert!(close(s.samplewise_lower[r], lower.data[k], scale), "{path:?} sample {i} row {r}: lower {} vs {}", s.samplewise_lower[r], lower.data[k]);
-            assert!(close(s.b[r], bias.data[k], scale), "{path:?} sample {i} row {r}: bias {} vs {}", s.b[r], bias.data[k]);
+            assert!(
+                close(s.samplewise_lower[r], lower.data[k], scale),
+                "{path:?} sample {i} row {r}: lower {} vs {}",
+                s.samplewise_lower[r],
+                lower.data[k]
+            );
+            assert!(
+                close(s.b[r], bias.data[k], scale),
+                "{path:?} sample {i} row {r}: bias {} vs {}",
+                s.b[r],
+                bias.data[k]
+            );
             let amax = s.a.row(r).iter().fold(0.0f64, |m, v| m.max(v.abs()));
             for c in 0..d {
                 let theirs = a.data[k * d + c];
-                assert!(close(s.a[[r, c]], theirs, amax), "{path:?} sample {i} row {r} coef {c}: {} vs {theirs}", s.a[[r, c]]);
+                assert!(
+                    close(s.a[[r, c]], theirs, amax),
+                    "{path:?} sample {i} row {r} coef {c}: {} vs {theirs}",
+                    s.a[[r, c]]
+                );
             }
         }
     }
@@ -94,7 +123,11 @@ fn check_golden(path: &Path, root: &Path) -> Result<(), String> {
 fn matches_auto_lirpa_golden_files() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/golden"))
-        .map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "npz")).collect())
+        .map(|it| {
+            it.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "npz"))
+                .collect()
+        })
         .unwrap_or_default();
     if files.is_empty() {
         println!("SKIPPED: no tests/golden/*.npz golden files yet");

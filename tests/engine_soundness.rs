@@ -39,7 +39,11 @@ fn sample_deltas(rng: &mut Rng, delta: &DeltaBox, count: usize) -> Array2<f64> {
     for k in 0..count {
         let corner = k % 2 == 0;
         for n in 0..d {
-            let t = if corner { (rng.uniform() < 0.5) as u8 as f64 } else { rng.uniform() };
+            let t = if corner {
+                (rng.uniform() < 0.5) as u8 as f64
+            } else {
+                rng.uniform()
+            };
             out[[k + 3, n]] = delta.lo[n] + t * (delta.hi[n] - delta.lo[n]);
         }
     }
@@ -47,7 +51,14 @@ fn sample_deltas(rng: &mut Rng, delta: &DeltaBox, count: usize) -> Array2<f64> {
 }
 
 /// margin(x+δ) ≥ a·δ + b − tol and ≥ samplewise − tol for every sampled δ.
-fn assert_sound(graph: &Graph, x: &Array2<f64>, bounds: &MarginBounds, delta: &DeltaBox, rng: &mut Rng, count: usize) {
+fn assert_sound(
+    graph: &Graph,
+    x: &Array2<f64>,
+    bounds: &MarginBounds,
+    delta: &DeltaBox,
+    rng: &mut Rng,
+    count: usize,
+) {
     for (i, sb) in bounds.samples.iter().enumerate() {
         let deltas = sample_deltas(rng, delta, count);
         let points = &deltas + &x.row(i);
@@ -59,7 +70,10 @@ fn assert_sound(graph: &Graph, x: &Array2<f64>, bounds: &MarginBounds, delta: &D
                 let margin = logits[[s, sb.label]] - logits[[s, j]];
                 let tol = 1e-9 * (1.0 + margin.abs());
                 let linear = lin[[s, r]] + sb.b[r];
-                assert!(margin >= linear - tol, "sample {i} class {j}: margin {margin} < linear bound {linear}");
+                assert!(
+                    margin >= linear - tol,
+                    "sample {i} class {j}: margin {margin} < linear bound {linear}"
+                );
                 assert!(
                     margin >= sb.samplewise_lower[r] - tol,
                     "sample {i} class {j}: margin {margin} < sample-wise bound {}",
@@ -84,7 +98,10 @@ fn check_all_methods(graph: &Graph, seed: u64, n: usize, delta: &DeltaBox) {
     }
     for (c, a) in crown.samples.iter().zip(&alpha.samples) {
         for r in 0..c.others.len() {
-            assert!(a.samplewise_lower[r] >= c.samplewise_lower[r], "α-CROWN looser than CROWN");
+            assert!(
+                a.samplewise_lower[r] >= c.samplewise_lower[r],
+                "α-CROWN looser than CROWN"
+            );
         }
     }
 }
@@ -171,7 +188,11 @@ fn tiny_boxes_give_nearly_exact_margins() {
     for (i, sb) in bounds.samples.iter().enumerate() {
         for (r, &j) in sb.others.iter().enumerate() {
             let margin = logits[[i, sb.label]] - logits[[i, j]];
-            assert!((sb.b[r] - margin).abs() < 1e-6, "b {} vs margin {margin}", sb.b[r]);
+            assert!(
+                (sb.b[r] - margin).abs() < 1e-6,
+                "b {} vs margin {margin}",
+                sb.b[r]
+            );
             assert!(sb.samplewise_lower[r] > margin - 1e-4);
         }
     }
@@ -186,7 +207,11 @@ fn crown_is_tighter_than_ibp_on_average() {
     let delta = DeltaBox::linf(8, 0.05);
     let mean = |m: &BoundMethod| {
         let b = margin_bounds(&graph, x.view(), &labels, &delta, m).unwrap();
-        let all: Vec<f64> = b.samples.iter().flat_map(|s| s.samplewise_lower.to_vec()).collect();
+        let all: Vec<f64> = b
+            .samples
+            .iter()
+            .flat_map(|s| s.samplewise_lower.to_vec())
+            .collect();
         all.iter().sum::<f64>() / all.len() as f64
     };
     assert!(mean(&BoundMethod::Crown) > mean(&BoundMethod::Ibp));
@@ -205,7 +230,10 @@ fn exact_min_margin(graph: &Graph, x: &Array1<f64>, delta: &DeltaBox, y: usize, 
             _ => None,
         })
         .collect();
-    let relus: usize = layers[..layers.len() - 1].iter().map(|(w, _)| w.nrows()).sum();
+    let relus: usize = layers[..layers.len() - 1]
+        .iter()
+        .map(|(w, _)| w.nrows())
+        .sum();
     assert!(relus <= 12);
     let d = x.len();
     let mut best = f64::INFINITY;
@@ -235,9 +263,12 @@ fn exact_min_margin(graph: &Graph, x: &Array1<f64>, delta: &DeltaBox, y: usize, 
         let obj = &coef.row(y) - &coef.row(j);
         let obj0 = cst[y] - cst[j];
         let mut lp = microlp::Problem::new(microlp::OptimizationDirection::Minimize);
-        let vars: Vec<_> = (0..d).map(|n| lp.add_var(obj[n], (delta.lo[n], delta.hi[n]))).collect();
+        let vars: Vec<_> = (0..d)
+            .map(|n| lp.add_var(obj[n], (delta.lo[n], delta.hi[n])))
+            .collect();
         for (c, c0) in &constraints {
-            let terms: Vec<(microlp::Variable, f64)> = vars.iter().copied().zip(c.iter().copied()).collect();
+            let terms: Vec<(microlp::Variable, f64)> =
+                vars.iter().copied().zip(c.iter().copied()).collect();
             lp.add_constraint(terms, microlp::ComparisonOp::Ge, -c0);
         }
         if let Ok(microlp::SolveOutcome::Solution(sol)) = lp.solve() {
@@ -258,14 +289,17 @@ fn bounds_never_exceed_exact_enumeration() {
         let crown = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
         let alpha = margin_bounds(&graph, x.view(), &labels, &delta, &ALPHA).unwrap();
         let ibp = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Ibp).unwrap();
-        for i in 0..2 {
+        for (i, &label) in labels.iter().enumerate() {
             let xi = x.row(i).to_owned();
             for (r, &j) in crown.samples[i].others.iter().enumerate() {
-                let exact = exact_min_margin(&graph, &xi, &delta, labels[i], j);
+                let exact = exact_min_margin(&graph, &xi, &delta, label, j);
                 assert!(exact.is_finite());
                 for b in [&crown, &alpha, &ibp] {
                     let lower = b.samples[i].samplewise_lower[r];
-                    assert!(lower <= exact + 1e-7, "seed {seed}: bound {lower} above exact min {exact}");
+                    assert!(
+                        lower <= exact + 1e-7,
+                        "seed {seed}: bound {lower} above exact min {exact}"
+                    );
                 }
             }
         }
@@ -289,7 +323,11 @@ fn vjp_matches_finite_differences() {
         let mut xm = x.clone();
         xm[[i, n]] -= h;
         let fd = (loss(&xp) - loss(&xm)) / (2.0 * h);
-        assert!((fd - grad[[i, n]]).abs() < 1e-5 * (1.0 + fd.abs()), "{fd} vs {}", grad[[i, n]]);
+        assert!(
+            (fd - grad[[i, n]]).abs() < 1e-5 * (1.0 + fd.abs()),
+            "{fd} vs {}",
+            grad[[i, n]]
+        );
     }
 }
 
@@ -309,8 +347,14 @@ fn bad_requests_are_errors_not_panics() {
     let x = arr2(&[[0.0]]);
     let delta = DeltaBox::linf(1, 0.1);
     let m = BoundMethod::Crown;
-    assert!(matches!(margin_bounds(&graph, x.view(), &[2], &delta, &m), Err(EngineError::InvalidInput(_))));
-    assert!(matches!(margin_bounds(&graph, x.view(), &[0, 1], &delta, &m), Err(EngineError::InvalidInput(_))));
+    assert!(matches!(
+        margin_bounds(&graph, x.view(), &[2], &delta, &m),
+        Err(EngineError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        margin_bounds(&graph, x.view(), &[0, 1], &delta, &m),
+        Err(EngineError::InvalidInput(_))
+    ));
     assert!(matches!(
         margin_bounds(&graph, x.view(), &[0], &DeltaBox::linf(2, 0.1), &m),
         Err(EngineError::InvalidInput(_))
@@ -337,7 +381,14 @@ fn bad_requests_are_errors_not_panics() {
     let out = b.linear(f, Array2::ones((2, 4)), Array1::zeros(2));
     let pooled = b.finish(out);
     validate(&pooled).unwrap();
-    let err = margin_bounds(&pooled, Array2::zeros((1, 16)).view(), &[0], &DeltaBox::linf(16, 0.1), &m).unwrap_err();
+    let err = margin_bounds(
+        &pooled,
+        Array2::zeros((1, 16)).view(),
+        &[0],
+        &DeltaBox::linf(16, 0.1),
+        &m,
+    )
+    .unwrap_err();
     match err {
         EngineError::Unsupported { node, op, .. } => {
             assert_eq!(node, "maxpool1");

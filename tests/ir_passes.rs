@@ -5,7 +5,9 @@ use ndarray::{arr1, Array1, Array2, Array4};
 use proptest::prelude::*;
 use upcc::engine::forward;
 use upcc::ir::build::{random_cnn, random_mlp, random_resnet, GraphBuilder, Rng};
-use upcc::ir::passes::{drop_identity_reshapes, fold_batchnorm, fold_normalize, fuse_linear, optimize, remove_dead};
+use upcc::ir::passes::{
+    drop_identity_reshapes, fold_batchnorm, fold_normalize, fuse_linear, optimize, remove_dead,
+};
 use upcc::ir::{dump, validate, Graph, NodeId, Op};
 
 fn assert_equivalent(a: &Graph, b: &Graph, seed: u64) {
@@ -134,7 +136,11 @@ fn optimized_dump_snapshot() {
     let f = b.flatten(r);
     let f2 = b.reshape(f, vec![8]);
     let l1 = b.linear(f2, Array2::from_elem((3, 8), 0.25), Array1::zeros(3));
-    let l2 = b.linear(l1, Array2::eye(3).slice(ndarray::s![..2, ..]).to_owned(), arr1(&[1.0, 2.0]));
+    let l2 = b.linear(
+        l1,
+        Array2::eye(3).slice(ndarray::s![..2, ..]).to_owned(),
+        arr1(&[1.0, 2.0]),
+    );
     let graph = b.finish(l2);
     let optimized = optimize(&graph).unwrap();
     assert_equivalent(&graph, &optimized, 7);
@@ -190,6 +196,12 @@ fn validator_rejects_broken_graphs() {
     assert!(validate(&g).is_err(), "wrong arity");
 
     let mut b = GraphBuilder::new(&[1, 2, 2]);
-    let c = b.conv(GraphBuilder::INPUT, Array4::zeros((1, 1, 3, 3)), arr1(&[0.0]), 1, 0);
+    let c = b.conv(
+        GraphBuilder::INPUT,
+        Array4::zeros((1, 1, 3, 3)),
+        arr1(&[0.0]),
+        1,
+        0,
+    );
     assert!(validate(&b.finish(c)).is_err(), "kernel larger than input");
 }

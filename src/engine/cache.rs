@@ -79,7 +79,13 @@ impl BoundCache {
     }
 
     /// One key per sample; `None` when caching is disabled.
-    pub(crate) fn keys(&self, graph: &Graph, inputs: ArrayView2<f64>, delta: &DeltaBox, crown: bool) -> Option<Vec<CacheKey>> {
+    pub(crate) fn keys(
+        &self,
+        graph: &Graph,
+        inputs: ArrayView2<f64>,
+        delta: &DeltaBox,
+        crown: bool,
+    ) -> Option<Vec<CacheKey>> {
         if !self.enabled {
             return None;
         }
@@ -119,7 +125,10 @@ impl BoundCache {
                 Some(found) => {
                     self.disk_hits.fetch_add(1, Ordering::Relaxed);
                     let found = Arc::new(found);
-                    self.memory.lock().expect("cache lock").insert(*key, found.clone());
+                    self.memory
+                        .lock()
+                        .expect("cache lock")
+                        .insert(*key, found.clone());
                     return Ok(found);
                 }
                 None if entry_path(dir, key).exists() => {
@@ -134,7 +143,10 @@ impl BoundCache {
             // A cache that cannot be written only costs time; never an error.
             let _ = write_entry(dir, key, &value);
         }
-        self.memory.lock().expect("cache lock").insert(*key, value.clone());
+        self.memory
+            .lock()
+            .expect("cache lock")
+            .insert(*key, value.clone());
         Ok(value)
     }
 }
@@ -234,7 +246,10 @@ fn decode(bytes: &[u8], key: &CacheKey, graph: &Graph) -> Option<Intermediate> {
     if Sha256::digest(body).as_slice() != digest {
         return None;
     }
-    let mut r = Reader { bytes: body, pos: 0 };
+    let mut r = Reader {
+        bytes: body,
+        pos: 0,
+    };
     if r.take(8)? != MAGIC || r.take(32)? != key {
         return None;
     }

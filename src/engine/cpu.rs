@@ -37,7 +37,10 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineError::Unsupported { node, op, .. } => {
-                write!(f, "layer `{node}`: operation `{op}` is not supported by the bound engine")
+                write!(
+                    f,
+                    "layer `{node}`: operation `{op}` is not supported by the bound engine"
+                )
             }
             EngineError::InvalidInput(m) => write!(f, "invalid engine input: {m}"),
             EngineError::NonFinite(m) => write!(f, "non-finite value: {m}"),
@@ -82,7 +85,11 @@ fn forward_all(graph: &Graph, x: ArrayView2<f64>) -> Vec<Array2<f64>> {
             Op::Input => x.to_owned(),
             Op::Relu => values[node.inputs[0].index()].mapv(|t| t.max(0.0)),
             _ => {
-                let ins: Vec<ArrayView2<f64>> = node.inputs.iter().map(|i| values[i.index()].view()).collect();
+                let ins: Vec<ArrayView2<f64>> = node
+                    .inputs
+                    .iter()
+                    .map(|i| values[i.index()].view())
+                    .collect();
                 linop::forward(graph, node, &ins, false)
             }
         };
@@ -110,7 +117,11 @@ pub fn forward(graph: &Graph, inputs: ArrayView2<f64>) -> Result<Array2<f64>, En
 
 /// Input gradient of `Σᵢ grad_logits[i] · logits(inputs[i])`, i.e. the vector-Jacobian product;
 /// for a loss L(logits) pass `grad_logits = ∂L/∂logits`. ReLU'(0) is taken as 0.
-pub fn vjp(graph: &Graph, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Result<Array2<f64>, EngineError> {
+pub fn vjp(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+    grad_logits: ArrayView2<f64>,
+) -> Result<Array2<f64>, EngineError> {
     unsupported(graph)?;
     check_inputs(graph, inputs)?;
     let k = graph.node(graph.output).numel();
@@ -135,7 +146,9 @@ pub fn vjp(graph: &Graph, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>)
                 let contributions = match node.op {
                     Op::Relu => {
                         let pre = &values[node.inputs[0].index()];
-                        vec![Zip::from(&a).and(pre).map_collect(|&g, &p| if p > 0.0 { g } else { 0.0 })]
+                        vec![Zip::from(&a)
+                            .and(pre)
+                            .map_collect(|&g, &p| if p > 0.0 { g } else { 0.0 })]
                     }
                     _ => linop::backward(graph, node, a).a,
                 };
@@ -143,7 +156,9 @@ pub fn vjp(graph: &Graph, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>)
                     accumulate(&mut adj[input.index()], c);
                 }
             }
-            adj[0].take().unwrap_or_else(|| Array2::zeros((x.nrows(), d)))
+            adj[0]
+                .take()
+                .unwrap_or_else(|| Array2::zeros((x.nrows(), d)))
         })
         .collect();
     let mut out = Array2::zeros((0, d));
@@ -186,10 +201,8 @@ impl GraphInfo {
         // 0: elementwise function of the input, 1: one mixing affine op after that, 2: other.
         let mut class = vec![2u8; n];
         for (k, node) in graph.nodes.iter().enumerate() {
-            if let Op::Relu = node.op {
-                if live[k] {
-                    relu_input[node.inputs[0].index()] = true;
-                }
+            if matches!(node.op, Op::Relu) && live[k] {
+                relu_input[node.inputs[0].index()] = true;
             }
             class[k] = match node.op {
                 Op::Input => 0,
@@ -271,7 +284,9 @@ fn back_substitute(
     let mut bias = bias;
     let mut mag = bias.mapv(f64::abs);
     for id in (1..=seed.index()).rev() {
-        let Some(a) = pending[id].take() else { continue };
+        let Some(a) = pending[id].take() else {
+            continue;
+        };
         let node = &graph.nodes[id];
         if let Op::Relu = node.op {
             let p = node.inputs[0].index();
@@ -331,7 +346,9 @@ fn back_substitute(
         }
     }
     Backsub {
-        a: pending[0].take().unwrap_or_else(|| Array2::zeros((rows, d))),
+        a: pending[0]
+            .take()
+            .unwrap_or_else(|| Array2::zeros((rows, d))),
         bias,
         mag,
         relu_a,
@@ -499,7 +516,9 @@ fn sample_margins(
     let out_name = &graph.node(graph.output).name;
     let result = match method {
         BoundMethod::Ibp => {
-            let (l, u) = inter.bounds[graph.output.index()].as_ref().expect("output bounded");
+            let (l, u) = inter.bounds[graph.output.index()]
+                .as_ref()
+                .expect("output bounded");
             let b: Array1<f64> = others.iter().map(|&j| l[label] - u[j]).collect();
             SampleBounds {
                 label,
@@ -510,7 +529,15 @@ fn sample_margins(
             }
         }
         BoundMethod::Crown => {
-            let bs = back_substitute(graph, &inter.bounds, graph.output, c, Array1::zeros(k - 1), None, false);
+            let bs = back_substitute(
+                graph,
+                &inter.bounds,
+                graph.output,
+                c,
+                Array1::zeros(k - 1),
+                None,
+                false,
+            );
             let (b, lower) = concretize(&bs, x0, delta);
             SampleBounds {
                 label,
@@ -523,12 +550,25 @@ fn sample_margins(
         BoundMethod::AlphaCrown {
             iterations,
             learning_rate,
-        } => alpha_crown(graph, info, inter, x0, label, delta, c, others, *iterations, *learning_rate),
+        } => alpha_crown(
+            graph,
+            info,
+            inter,
+            x0,
+            label,
+            delta,
+            c,
+            others,
+            *iterations,
+            *learning_rate,
+        ),
     };
     check_finite(&result.b, "margin bound", out_name)?;
     check_finite(&result.samplewise_lower, "margin bound", out_name)?;
     if result.a.iter().any(|v| !v.is_finite()) {
-        return Err(EngineError::NonFinite(format!("margin coefficients at `{out_name}`")));
+        return Err(EngineError::NonFinite(format!(
+            "margin coefficients at `{out_name}`"
+        )));
     }
     Ok(result)
 }
@@ -556,20 +596,39 @@ fn alpha_crown(
     let mut unstable: Vec<Option<Array1<bool>>> = vec![None; n_nodes];
     for (id, node) in graph.nodes.iter().enumerate() {
         if let (Op::Relu, true) = (&node.op, info.live[id]) {
-            let (l, u) = inter.bounds[node.inputs[0].index()].as_ref().expect("bounded");
-            let init = Zip::from(l).and(u).map_collect(|&l, &u| crown_lower_slope(l, u));
-            alphas[id] = Some(init.broadcast((rows, l.len())).expect("broadcast").to_owned());
+            let (l, u) = inter.bounds[node.inputs[0].index()]
+                .as_ref()
+                .expect("bounded");
+            let init = Zip::from(l)
+                .and(u)
+                .map_collect(|&l, &u| crown_lower_slope(l, u));
+            alphas[id] = Some(
+                init.broadcast((rows, l.len()))
+                    .expect("broadcast")
+                    .to_owned(),
+            );
             unstable[id] = Some(Zip::from(l).and(u).map_collect(|&l, &u| l < 0.0 && u > 0.0));
         }
     }
-    let mut adam_m: Vec<Option<Array2<f64>>> = alphas.iter().map(|a| a.as_ref().map(|a| Array2::zeros(a.dim()))).collect();
+    let mut adam_m: Vec<Option<Array2<f64>>> = alphas
+        .iter()
+        .map(|a| a.as_ref().map(|a| Array2::zeros(a.dim())))
+        .collect();
     let mut adam_v = adam_m.clone();
     let d = x0.len();
     let mut best_a = Array2::zeros((rows, d));
     let mut best_b = Array1::from_elem(rows, f64::NEG_INFINITY);
     let mut best_lower = Array1::from_elem(rows, f64::NEG_INFINITY);
     for step in 0..=iterations {
-        let bs = back_substitute(graph, &inter.bounds, graph.output, c.clone(), Array1::zeros(rows), Some(&alphas), true);
+        let bs = back_substitute(
+            graph,
+            &inter.bounds,
+            graph.output,
+            c.clone(),
+            Array1::zeros(rows),
+            Some(&alphas),
+            true,
+        );
         let (b, lower) = concretize(&bs, x0, delta);
         for r in 0..rows {
             if lower[r].is_finite() && (lower[r] > best_lower[r] || !best_lower[r].is_finite()) {
@@ -638,7 +697,9 @@ fn alpha_crown(
                             v[[r, n]] = 0.999 * v[[r, n]] + 0.001 * gr * gr;
                             let mh = m[[r, n]] / (1.0 - 0.9f64.powi(t));
                             let vh = v[[r, n]] / (1.0 - 0.999f64.powi(t));
-                            alpha[[r, n]] = (alpha[[r, n]] + learning_rate * mh / (vh.sqrt() + 1e-8)).clamp(0.0, 1.0);
+                            alpha[[r, n]] = (alpha[[r, n]]
+                                + learning_rate * mh / (vh.sqrt() + 1e-8))
+                                .clamp(0.0, 1.0);
                         }
                     }
                     out
@@ -665,12 +726,19 @@ fn alpha_crown(
     }
 }
 
-fn check_request(graph: &Graph, inputs: ArrayView2<f64>, labels: &[usize], delta: &DeltaBox) -> Result<(), EngineError> {
+fn check_request(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+    labels: &[usize],
+    delta: &DeltaBox,
+) -> Result<(), EngineError> {
     unsupported(graph)?;
     check_inputs(graph, inputs)?;
     let k = graph.node(graph.output).numel();
     if graph.output_shape().len() != 1 || k < 2 {
-        return Err(EngineError::InvalidInput("the network output must be a vector of ≥ 2 logits".into()));
+        return Err(EngineError::InvalidInput(
+            "the network output must be a vector of ≥ 2 logits".into(),
+        ));
     }
     if labels.len() != inputs.nrows() {
         return Err(EngineError::InvalidInput(format!(
@@ -680,13 +748,25 @@ fn check_request(graph: &Graph, inputs: ArrayView2<f64>, labels: &[usize], delta
         )));
     }
     if let Some(&y) = labels.iter().find(|&&y| y >= k) {
-        return Err(EngineError::InvalidInput(format!("label {y} out of range for {k} classes")));
+        return Err(EngineError::InvalidInput(format!(
+            "label {y} out of range for {k} classes"
+        )));
     }
     if delta.dim() != inputs.ncols() || delta.hi.len() != delta.lo.len() {
-        return Err(EngineError::InvalidInput("the δ box dimension differs from the input".into()));
+        return Err(EngineError::InvalidInput(
+            "the δ box dimension differs from the input".into(),
+        ));
     }
-    if delta.lo.iter().chain(delta.hi.iter()).any(|v| !v.is_finite()) || Zip::from(&delta.lo).and(&delta.hi).any(|l, h| l > h) {
-        return Err(EngineError::InvalidInput("the δ box must be finite with lo ≤ hi".into()));
+    if delta
+        .lo
+        .iter()
+        .chain(delta.hi.iter())
+        .any(|v| !v.is_finite())
+        || Zip::from(&delta.lo).and(&delta.hi).any(|l, h| l > h)
+    {
+        return Err(EngineError::InvalidInput(
+            "the δ box must be finite with lo ≤ hi".into(),
+        ));
     }
     Ok(())
 }
@@ -699,7 +779,14 @@ pub fn margin_bounds(
     delta: &DeltaBox,
     method: &BoundMethod,
 ) -> Result<MarginBounds, EngineError> {
-    margin_bounds_cached(graph, inputs, labels, delta, method, &BoundCache::disabled())
+    margin_bounds_cached(
+        graph,
+        inputs,
+        labels,
+        delta,
+        method,
+        &BoundCache::disabled(),
+    )
 }
 
 /// [`margin_bounds`] reusing (and filling) the intermediate bounds held by `cache`.

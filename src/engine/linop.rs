@@ -24,7 +24,13 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn new(in_shape: &[usize], out_shape: &[usize], kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Self {
+    pub fn new(
+        in_shape: &[usize],
+        out_shape: &[usize],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
         Window {
             cin: in_shape[0],
             h: in_shape[1],
@@ -67,16 +73,25 @@ fn conv_window(graph: &Graph, node: &Node) -> Window {
     let input = graph.node(node.inputs[0]);
     match &node.op {
         Op::Conv2d {
-            weight, stride, padding, ..
+            weight,
+            stride,
+            padding,
+            ..
         } => {
             let (_, _, kh, kw) = weight.dim();
             Window::new(&input.shape, &node.shape, [kh, kw], *stride, *padding)
         }
         Op::AvgPool {
-            kernel, stride, padding, ..
+            kernel,
+            stride,
+            padding,
+            ..
         }
         | Op::MaxPool {
-            kernel, stride, padding, ..
+            kernel,
+            stride,
+            padding,
+            ..
         } => Window::new(&input.shape, &node.shape, *kernel, *stride, *padding),
         _ => unreachable!("not a window op"),
     }
@@ -151,7 +166,12 @@ fn chunk_rows(per_row: usize) -> usize {
 }
 
 /// Conv forward on rows: `[n, cin*h*w] -> [n, cout*P]` (bias added when given).
-fn conv_forward(g: &Window, wmat: &Array2<f64>, bias: Option<&Array1<f64>>, x: ArrayView2<f64>) -> Array2<f64> {
+fn conv_forward(
+    g: &Window,
+    wmat: &Array2<f64>,
+    bias: Option<&Array1<f64>>,
+    x: ArrayView2<f64>,
+) -> Array2<f64> {
     let n = x.nrows();
     let cout = wmat.nrows();
     let p = g.positions();
@@ -221,7 +241,12 @@ fn conv_transpose(g: &Window, weight: &ndarray::Array4<f64>, a: ArrayView2<f64>)
     out
 }
 
-fn scatter_row(g: &Window, weight: &ndarray::Array4<f64>, row: ndarray::ArrayView1<f64>, mut out: ndarray::ArrayViewMut1<f64>) {
+fn scatter_row(
+    g: &Window,
+    weight: &ndarray::Array4<f64>,
+    row: ndarray::ArrayView1<f64>,
+    mut out: ndarray::ArrayViewMut1<f64>,
+) {
     let p = g.positions();
     let plane = g.h * g.w;
     for (i, &v) in row.iter().enumerate() {
@@ -285,7 +310,10 @@ pub fn forward(graph: &Graph, node: &Node, inputs: &[ArrayView2<f64>], abs: bool
             let c = scale.len();
             let n = x.nrows();
             let p = x.ncols() / c;
-            let mut out = x.to_owned().into_shape_with_order((n, c, p)).expect("contiguous");
+            let mut out = x
+                .to_owned()
+                .into_shape_with_order((n, c, p))
+                .expect("contiguous");
             for ch in 0..c {
                 let mut v = out.slice_mut(s![.., ch, ..]);
                 if abs {
@@ -366,12 +394,15 @@ pub fn backward(graph: &Graph, node: &Node, a: Array2<f64>) -> Pullback {
             let p = a.ncols() / c;
             let mut out = a.into_shape_with_order((rows, c, p)).expect("contiguous");
             for ch in 0..c {
-                out.slice_mut(s![.., ch, ..]).mapv_inplace(|t| t * scale[ch]);
+                out.slice_mut(s![.., ch, ..])
+                    .mapv_inplace(|t| t * scale[ch]);
             }
             Pullback {
                 bias: sums.dot(shift),
                 bias_mag: abs_sums.dot(&shift.mapv(f64::abs)),
-                a: vec![out.into_shape_with_order((rows, c * p)).expect("contiguous")],
+                a: vec![out
+                    .into_shape_with_order((rows, c * p))
+                    .expect("contiguous")],
             }
         }
         Op::Add => Pullback {
@@ -416,7 +447,11 @@ pub fn backward(graph: &Graph, node: &Node, a: Array2<f64>) -> Pullback {
 
 /// Rows of the op's Jacobian for output coordinates `idx` (only linear and conv; `None` otherwise),
 /// together with the matching bias entries. Avoids pulling one-hot rows through the first op.
-pub fn jacobian_rows(graph: &Graph, node: &Node, idx: &[usize]) -> Option<(Array2<f64>, Array1<f64>)> {
+pub fn jacobian_rows(
+    graph: &Graph,
+    node: &Node,
+    idx: &[usize],
+) -> Option<(Array2<f64>, Array1<f64>)> {
     match &node.op {
         Op::Linear { weight, bias } => {
             let a = weight.select(Axis(0), idx);

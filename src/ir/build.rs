@@ -76,7 +76,14 @@ impl GraphBuilder {
         self.push(Op::Linear { weight, bias }, vec![x], vec![out])
     }
 
-    pub fn conv(&mut self, x: NodeId, weight: Array4<f64>, bias: Array1<f64>, stride: usize, padding: usize) -> NodeId {
+    pub fn conv(
+        &mut self,
+        x: NodeId,
+        weight: Array4<f64>,
+        bias: Array1<f64>,
+        stride: usize,
+        padding: usize,
+    ) -> NodeId {
         let s = self.shape(x);
         let (cout, _, kh, kw) = weight.dim();
         let ho = (s[1] + 2 * padding).saturating_sub(kh) / stride + 1;
@@ -142,7 +149,15 @@ impl GraphBuilder {
         self.linear(x, w, b)
     }
 
-    pub fn random_conv(&mut self, rng: &mut Rng, x: NodeId, cout: usize, k: usize, stride: usize, padding: usize) -> NodeId {
+    pub fn random_conv(
+        &mut self,
+        rng: &mut Rng,
+        x: NodeId,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> NodeId {
         let cin = self.shape(x)[0];
         let scale = (2.0 / (cin * k * k) as f64).sqrt();
         let w = Array4::from_shape_fn((cout, cin, k, k), |_| rng.range(-scale, scale));

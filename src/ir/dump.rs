@@ -10,7 +10,12 @@ pub fn dump(graph: &Graph) -> String {
     for (k, node) in graph.nodes.iter().enumerate() {
         let inputs: Vec<String> = node.inputs.iter().map(|i| format!("%{}", i.0)).collect();
         let params = match &node.op {
-            Op::Linear { weight, bias } => format!(" w{:?} sum={:.6} b_sum={:.6}", weight.dim(), weight.sum(), bias.sum()),
+            Op::Linear { weight, bias } => format!(
+                " w{:?} sum={:.6} b_sum={:.6}",
+                weight.dim(),
+                weight.sum(),
+                bias.sum()
+            ),
             Op::Conv2d {
                 weight,
                 bias,
@@ -22,7 +27,9 @@ pub fn dump(graph: &Graph) -> String {
                 weight.sum(),
                 bias.sum()
             ),
-            Op::ChannelAffine { scale, shift } => format!(" scale_sum={:.6} shift_sum={:.6}", scale.sum(), shift.sum()),
+            Op::ChannelAffine { scale, shift } => {
+                format!(" scale_sum={:.6} shift_sum={:.6}", scale.sum(), shift.sum())
+            }
             Op::AvgPool {
                 kernel,
                 stride,

@@ -39,7 +39,10 @@ pub enum Op {
     /// The network input; shape is the input shape.
     Input,
     /// `y = W x + b`, W is `[out, in]`; input shape `[in]`.
-    Linear { weight: Array2<f64>, bias: Array1<f64> },
+    Linear {
+        weight: Array2<f64>,
+        bias: Array1<f64>,
+    },
     /// 2-D cross-correlation with zero padding; W is `[out, in, kh, kw]`; input `[in, H, W]`.
     Conv2d {
         weight: Array4<f64>,
@@ -50,7 +53,10 @@ pub enum Op {
     /// Per-channel affine map `y[c,..] = x[c,..] * scale[c] + shift[c]` (channel = axis 0).
     /// `normalize(mean, std)` lowers to scale = 1/std, shift = -mean/std; inference batchnorm
     /// lowers to scale = γ/√(var+eps), shift = β − mean·scale.
-    ChannelAffine { scale: Array1<f64>, shift: Array1<f64> },
+    ChannelAffine {
+        scale: Array1<f64>,
+        shift: Array1<f64>,
+    },
     /// Elementwise sum of exactly two inputs of equal shape.
     Add,
     /// Row-major reshape to the node's shape (flatten is a reshape to `[N]`).

@@ -37,7 +37,10 @@ pub fn validate(graph: &Graph) -> Result<(), ValidationError> {
         }
         for input in &node.inputs {
             if input.index() >= k {
-                return Err(err(&node.name, "inputs must precede the node (topological order)"));
+                return Err(err(
+                    &node.name,
+                    "inputs must precede the node (topological order)",
+                ));
             }
         }
         check_node(graph, node).map_err(|m| err(&node.name, m))?;
@@ -63,15 +66,26 @@ fn check_node(graph: &Graph, node: &Node) -> Result<(), String> {
         _ => 1,
     };
     if node.inputs.len() != arity {
-        return Err(format!("{} expects {arity} input(s), has {}", node.op.kind(), node.inputs.len()));
+        return Err(format!(
+            "{} expects {arity} input(s), has {}",
+            node.op.kind(),
+            node.inputs.len()
+        ));
     }
-    let in_shape: &[usize] = node.inputs.first().map(|&i| graph.node(i).shape.as_slice()).unwrap_or(&[]);
+    let in_shape: &[usize] = node
+        .inputs
+        .first()
+        .map(|&i| graph.node(i).shape.as_slice())
+        .unwrap_or(&[]);
     let in_numel: usize = in_shape.iter().product();
     let expect = |want: &[usize]| -> Result<(), String> {
         if node.shape.as_slice() == want {
             Ok(())
         } else {
-            Err(format!("shape {:?} does not match the computed {:?}", node.shape, want))
+            Err(format!(
+                "shape {:?} does not match the computed {:?}",
+                node.shape, want
+            ))
         }
     };
     match &node.op {
@@ -79,7 +93,9 @@ fn check_node(graph: &Graph, node: &Node) -> Result<(), String> {
         Op::Linear { weight, bias } => {
             let (out, inp) = weight.dim();
             if in_shape != [inp] {
-                return Err(format!("linear expects input shape [{inp}], got {in_shape:?}"));
+                return Err(format!(
+                    "linear expects input shape [{inp}], got {in_shape:?}"
+                ));
             }
             if bias.len() != out {
                 return Err("linear bias length differs from output size".into());
@@ -97,7 +113,9 @@ fn check_node(graph: &Graph, node: &Node) -> Result<(), String> {
         } => {
             let (cout, cin, kh, kw) = weight.dim();
             if in_shape.len() != 3 || in_shape[0] != cin {
-                return Err(format!("conv2d expects input [{cin}, H, W], got {in_shape:?}"));
+                return Err(format!(
+                    "conv2d expects input [{cin}, H, W], got {in_shape:?}"
+                ));
             }
             if bias.len() != cout {
                 return Err("conv2d bias length differs from output channels".into());
@@ -124,13 +142,18 @@ fn check_node(graph: &Graph, node: &Node) -> Result<(), String> {
         Op::Add => {
             let other = &graph.node(node.inputs[1]).shape;
             if in_shape != other.as_slice() {
-                return Err(format!("add of different shapes {in_shape:?} and {other:?}"));
+                return Err(format!(
+                    "add of different shapes {in_shape:?} and {other:?}"
+                ));
             }
             expect(in_shape)
         }
         Op::Reshape => {
             if node.numel() != in_numel {
-                return Err(format!("reshape changes the element count {in_numel} -> {}", node.numel()));
+                return Err(format!(
+                    "reshape changes the element count {in_numel} -> {}",
+                    node.numel()
+                ));
             }
             Ok(())
         }

@@ -86,7 +86,9 @@ pub fn fold_batchnorm(graph: &Graph) -> Graph {
     let mut g = graph.clone();
     let uses = consumers(graph);
     for k in 0..g.nodes.len() {
-        let Op::ChannelAffine { scale, shift } = g.nodes[k].op.clone() else { continue };
+        let Op::ChannelAffine { scale, shift } = g.nodes[k].op.clone() else {
+            continue;
+        };
         let p = g.nodes[k].inputs[0];
         if uses[p.index()] != 1 {
             continue;
@@ -141,8 +143,12 @@ pub fn fold_normalize(graph: &Graph) -> Graph {
         }
     }
     for k in 0..g.nodes.len() {
-        let Op::ChannelAffine { scale, shift } = g.nodes[k].op.clone() else { continue };
-        let Some(mut c) = single_consumer[k] else { continue };
+        let Op::ChannelAffine { scale, shift } = g.nodes[k].op.clone() else {
+            continue;
+        };
+        let Some(mut c) = single_consumer[k] else {
+            continue;
+        };
         let channels = scale.len();
         let plane = g.nodes[k].numel() / channels;
         // Through one reshape: the consumer sees element i of channel i / plane.
@@ -155,7 +161,8 @@ pub fn fold_normalize(graph: &Graph) -> Graph {
         }
         let folded = match &g.nodes[c].op {
             Op::Linear { weight, bias } => {
-                let per_elem = |v: &Array1<f64>| Array1::from_shape_fn(weight.ncols(), |i| v[i / plane]);
+                let per_elem =
+                    |v: &Array1<f64>| Array1::from_shape_fn(weight.ncols(), |i| v[i / plane]);
                 let (s, t) = (per_elem(&scale), per_elem(&shift));
                 Op::Linear {
                     weight: weight * &s.view().insert_axis(Axis(0)),
@@ -224,12 +231,24 @@ pub fn fuse_linear(graph: &Graph) -> Graph {
     let mut g = graph.clone();
     let uses = consumers(graph);
     for k in 0..g.nodes.len() {
-        let Op::Linear { weight: w2, bias: b2 } = g.nodes[k].op.clone() else { continue };
+        let Op::Linear {
+            weight: w2,
+            bias: b2,
+        } = g.nodes[k].op.clone()
+        else {
+            continue;
+        };
         let p = g.nodes[k].inputs[0];
         if uses[p.index()] != 1 {
             continue;
         }
-        let Op::Linear { weight: w1, bias: b1 } = g.nodes[p.index()].op.clone() else { continue };
+        let Op::Linear {
+            weight: w1,
+            bias: b1,
+        } = g.nodes[p.index()].op.clone()
+        else {
+            continue;
+        };
         let (out, mid, inp) = (w2.nrows(), w1.nrows(), w1.ncols());
         if out * inp > out * mid + mid * inp {
             continue;
