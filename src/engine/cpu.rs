@@ -207,12 +207,10 @@ impl GraphInfo {
             class[k] = match node.op {
                 Op::Input => 0,
                 Op::ChannelAffine { .. } | Op::Reshape => class[node.inputs[0].index()],
-                Op::Linear { .. } | Op::Conv2d { .. } | Op::AvgPool { .. } => {
-                    if class[node.inputs[0].index()] == 0 {
-                        1
-                    } else {
-                        2
-                    }
+                Op::Linear { .. } | Op::Conv2d { .. } | Op::AvgPool { .. }
+                    if class[node.inputs[0].index()] == 0 =>
+                {
+                    1
                 }
                 _ => 2,
             };
