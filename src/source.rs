@@ -50,12 +50,7 @@ impl SourceMap {
         Self::default()
     }
 
-    pub fn add(
-        &mut self,
-        name: impl Into<String>,
-        path: Option<PathBuf>,
-        text: impl Into<String>,
-    ) -> SourceId {
+    pub fn add(&mut self, name: impl Into<String>, path: Option<PathBuf>, text: impl Into<String>) -> SourceId {
         self.files.push(SourceFile {
             name: name.into(),
             path,
@@ -69,10 +64,7 @@ impl SourceMap {
     }
 
     pub fn files(&self) -> impl Iterator<Item = (SourceId, &SourceFile)> {
-        self.files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (SourceId(i as u32), f))
+        self.files.iter().enumerate().map(|(i, f)| (SourceId(i as u32), f))
     }
 
     /// Zero-based (line, UTF-16 column) of a byte offset, as LSP wants it.

@@ -30,19 +30,13 @@ pub enum DatasetSource {
     /// Two `.npy` files.
     Npy { images: PathBuf, labels: PathBuf },
     /// Label then pixels 0–255 per line (ERAN's format); `shape` is `[C, H, W]`.
-    Csv {
-        path: PathBuf,
-        shape: Vec<usize>,
-        layout: PixelLayout,
-    },
+    Csv { path: PathBuf, shape: Vec<usize>, layout: PixelLayout },
 }
 
 pub fn load_dataset(source: &DatasetSource) -> Result<Dataset, FormatError> {
     let path = match source {
         DatasetSource::Idx { images, .. } | DatasetSource::Npy { images, .. } => images.clone(),
-        DatasetSource::CifarBinary(p)
-        | DatasetSource::Npz(p)
-        | DatasetSource::Csv { path: p, .. } => p.clone(),
+        DatasetSource::CifarBinary(p) | DatasetSource::Npz(p) | DatasetSource::Csv { path: p, .. } => p.clone(),
     };
     Err(FormatError {
         path,

@@ -12,7 +12,5 @@ pub enum ImportError {
 }
 
 pub fn import(_model: &OnnxModel) -> Result<Graph, ImportError> {
-    Err(ImportError::Invalid(
-        "ONNX import is not implemented yet".into(),
-    ))
+    Err(ImportError::Invalid("ONNX import is not implemented yet".into()))
 }
