@@ -290,44 +290,53 @@ fn back_substitute(
             let p = node.inputs[0].index();
             let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
             let alpha = alphas.and_then(|al| al[id].as_ref());
-            // Per neuron: (lower slope, upper slope, upper intercept); stable neurons are exact.
-            let relax: Vec<(f64, f64, f64)> = l
-                .iter()
-                .zip(u.iter())
-                .map(|(&ln, &un)| {
-                    if un <= 0.0 {
-                        (0.0, 0.0, 0.0)
-                    } else if ln >= 0.0 {
-                        (1.0, 1.0, 0.0)
-                    } else {
-                        let slope = un / (un - ln);
-                        (crown_lower_slope(ln, un), slope, -ln * slope)
-                    }
-                })
-                .collect();
+            // Per neuron: lower slope, upper slope, upper intercept; stable neurons are exact.
+            let count = l.len();
+            let (mut lower, mut upper, mut intercept) = (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
+            let mut unstable = vec![false; count];
+            for n in 0..count {
+                let (ln, un) = (l[n], u[n]);
+                if un <= 0.0 {
+                    continue;
+                }
+                if ln >= 0.0 {
+                    lower[n] = 1.0;
+                    upper[n] = 1.0;
+                } else {
+                    let slope = un / (un - ln);
+                    lower[n] = crown_lower_slope(ln, un);
+                    upper[n] = slope;
+                    intercept[n] = -ln * slope;
+                    unstable[n] = true;
+                }
+            }
             if keep_relu_a {
                 relu_a[id] = Some(a.clone());
             }
             let mut a_in = a;
             for (r, mut row) in a_in.axis_iter_mut(Axis(0)).enumerate() {
+                let row = row.as_slice_mut().expect("contiguous rows");
                 let mut brow = 0.0;
                 let mut mrow = 0.0;
-                for (n, coef) in row.iter_mut().enumerate() {
-                    if *coef == 0.0 {
-                        continue;
+                match alpha {
+                    None => {
+                        for (((c, &lo), &up), &t) in row.iter_mut().zip(&lower).zip(&upper).zip(&intercept) {
+                            let (pos, neg) = (c.max(0.0), c.min(0.0));
+                            brow += neg * t;
+                            mrow -= neg * t;
+                            *c = pos * lo + neg * up;
+                        }
                     }
-                    let (lower, upper, intercept) = relax[n];
-                    if *coef >= 0.0 {
-                        let unstable = upper != lower || intercept != 0.0;
-                        *coef *= match alpha {
-                            Some(al) if unstable => al[[r, n]],
-                            _ => lower,
-                        };
-                    } else {
-                        let term = *coef * intercept;
-                        brow += term;
-                        mrow += term.abs();
-                        *coef *= upper;
+                    Some(al) => {
+                        let al = al.row(r);
+                        for n in 0..count {
+                            let c = row[n];
+                            let (pos, neg) = (c.max(0.0), c.min(0.0));
+                            let lo = if unstable[n] { al[n] } else { lower[n] };
+                            brow += neg * intercept[n];
+                            mrow -= neg * intercept[n];
+                            row[n] = pos * lo + neg * upper[n];
+                        }
                     }
                 }
                 bias[r] += brow;

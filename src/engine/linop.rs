@@ -50,6 +50,18 @@ impl Window {
         self.ho * self.wo
     }
 
+    /// Kernel rows `ki` whose input row for output row `oh` lies inside the image.
+    #[inline]
+    fn rows_inside(&self, oh: usize) -> std::ops::Range<usize> {
+        tap_range(oh * self.sh, self.ph, self.kh, self.h)
+    }
+
+    /// Kernel columns `kj` whose input column for output column `ow` lies inside the image.
+    #[inline]
+    fn cols_inside(&self, ow: usize) -> std::ops::Range<usize> {
+        tap_range(ow * self.sw, self.pw, self.kw, self.w)
+    }
+
     /// Input coordinate of output position (oh, ow) and kernel tap (ki, kj), if inside.
     #[inline]
     pub fn tap(&self, oh: usize, ow: usize, ki: usize, kj: usize) -> Option<(usize, usize)> {
@@ -57,6 +69,14 @@ impl Window {
         let iw = (ow * self.sw + kj).checked_sub(self.pw)?;
         (ih < self.h && iw < self.w).then_some((ih, iw))
     }
+}
+
+/// Taps k in 0..kernel with `start + k − pad` in `0..size`.
+#[inline]
+fn tap_range(start: usize, pad: usize, kernel: usize, size: usize) -> std::ops::Range<usize> {
+    let lo = pad.saturating_sub(start);
+    let hi = (size + pad).saturating_sub(start).min(kernel);
+    lo..hi.max(lo)
 }
 
 /// Floating-point operations done in GEMMs so far (for benchmarks' GFLOP/s).
@@ -142,17 +162,26 @@ fn col2im_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2
     let n = out.nrows();
     let p = g.positions();
     let kk = g.kh * g.kw;
+    let plane = g.h * g.w;
+    let cols = cols.as_standard_layout();
+    let cols = cols.as_slice().expect("contiguous");
+    let width = cols.len() / (n * p).max(1);
     for s in 0..n {
         let mut os = out.row_mut(s);
+        let os = os.as_slice_mut().expect("contiguous rows");
         for oh in 0..g.ho {
+            let krange = g.rows_inside(oh);
             for ow in 0..g.wo {
-                let row = cols.row(s * p + oh * g.wo + ow);
-                for ki in 0..g.kh {
-                    for kj in 0..g.kw {
-                        if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
-                            for ci in 0..g.cin {
-                                os[ci * g.h * g.w + ih * g.w + iw] += row[ci * kk + ki * g.kw + kj];
-                            }
+                let jrange = g.cols_inside(ow);
+                let len = jrange.len();
+                let row = &cols[(s * p + oh * g.wo + ow) * width..][..width];
+                for ci in 0..g.cin {
+                    for ki in krange.clone() {
+                        let ih = oh * g.sh + ki - g.ph;
+                        let o = ci * plane + ih * g.w + ow * g.sw + jrange.start - g.pw;
+                        let c = ci * kk + ki * g.kw + jrange.start;
+                        for (dst, src) in os[o..o + len].iter_mut().zip(&row[c..c + len]) {
+                            *dst += src;
                         }
                     }
                 }
@@ -202,11 +231,12 @@ fn conv_transpose(g: &Window, weight: &ndarray::Array4<f64>, a: ArrayView2<f64>)
     let cols_n = a.ncols();
     let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
     let mut dense = Vec::new();
+    let wflat = weight.as_slice().expect("contiguous conv weight");
     for r in 0..rows {
         let row = a.row(r);
-        let nnz = row.iter().filter(|v| **v != 0.0).count();
+        let nnz = row.iter().fold(0usize, |acc, v| acc + (*v != 0.0) as usize);
         if nnz * 4 < cols_n {
-            scatter_row(g, weight, row, out.row_mut(r));
+            scatter_row(g, wflat, row, out.row_mut(r));
         } else {
             dense.push(r);
         }
@@ -241,27 +271,25 @@ fn conv_transpose(g: &Window, weight: &ndarray::Array4<f64>, a: ArrayView2<f64>)
     out
 }
 
-fn scatter_row(
-    g: &Window,
-    weight: &ndarray::Array4<f64>,
-    row: ndarray::ArrayView1<f64>,
-    mut out: ndarray::ArrayViewMut1<f64>,
-) {
+fn scatter_row(g: &Window, weight: &[f64], row: ndarray::ArrayView1<f64>, mut out: ndarray::ArrayViewMut1<f64>) {
     let p = g.positions();
     let plane = g.h * g.w;
+    let out = out.as_slice_mut().expect("contiguous rows");
     for (i, &v) in row.iter().enumerate() {
         if v == 0.0 {
             continue;
         }
         let (co, pos) = (i / p, i % p);
         let (oh, ow) = (pos / g.wo, pos % g.wo);
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
-                    let base = ih * g.w + iw;
-                    for ci in 0..g.cin {
-                        out[ci * plane + base] += v * weight[[co, ci, ki, kj]];
-                    }
+        let jrange = g.cols_inside(ow);
+        let len = jrange.len();
+        for ci in 0..g.cin {
+            for ki in g.rows_inside(oh) {
+                let ih = oh * g.sh + ki - g.ph;
+                let o = ci * plane + ih * g.w + ow * g.sw + jrange.start - g.pw;
+                let w = ((co * g.cin + ci) * g.kh + ki) * g.kw + jrange.start;
+                for (dst, src) in out[o..o + len].iter_mut().zip(&weight[w..w + len]) {
+                    *dst += v * src;
                 }
             }
         }
@@ -274,16 +302,13 @@ fn channel_sums_with_abs(a: ArrayView2<f64>, c: usize) -> (Array2<f64>, Array2<f
     let p = a.ncols() / c;
     let mut sums = Array2::zeros((rows, c));
     let mut abs = Array2::zeros((rows, c));
+    let a = a.as_standard_layout();
+    let flat = a.as_slice().expect("contiguous");
     for r in 0..rows {
-        let row = a.row(r);
         for ch in 0..c {
-            let (mut s, mut t) = (0.0, 0.0);
-            for v in row.slice(s![ch * p..(ch + 1) * p]) {
-                s += v;
-                t += v.abs();
-            }
-            sums[[r, ch]] = s;
-            abs[[r, ch]] = t;
+            let seg = &flat[(r * c + ch) * p..][..p];
+            sums[[r, ch]] = seg.iter().sum::<f64>();
+            abs[[r, ch]] = seg.iter().map(|v| v.abs()).sum::<f64>();
         }
     }
     (sums, abs)
