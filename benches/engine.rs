@@ -10,6 +10,15 @@ use upcc::engine::linop::GEMM_FLOPS;
 use upcc::engine::{forward, BoundMethod, DeltaBox};
 use upcc::ir::build::{conv_small, Rng};
 
+/// CPU seconds (user + system) of this process so far, from /proc (None elsewhere). The machine
+/// is shared, so CPU time is reported beside wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -36,8 +45,10 @@ fn main() {
             let delta = DeltaBox::linf(784, eps);
             GEMM_FLOPS.store(0, Ordering::Relaxed);
             let start = Instant::now();
+            let cpu_start = cpu_seconds();
             let bounds = margin_bounds(&graph, x.view(), &labels, &delta, &method).unwrap();
             let secs = start.elapsed().as_secs_f64();
+            let cpu = cpu_seconds().zip(cpu_start).map_or(f64::NAN, |(b, a)| b - a);
             let flops = GEMM_FLOPS.load(Ordering::Relaxed) as f64;
             let certified = bounds
                 .samples
@@ -45,7 +56,7 @@ fn main() {
                 .filter(|s| s.samplewise_lower.iter().all(|&v| v > 0.0))
                 .count();
             println!(
-                "conv_small n={n} eps={:.4} {:?}: {secs:.3} s, GEMM {:.2} GFLOP at {:.2} GFLOP/s, sample-wise certified {certified}",
+                "conv_small n={n} eps={:.4} {:?}: {secs:.3} s wall, {cpu:.2} s CPU, GEMM {:.2} GFLOP at {:.2} GFLOP/s, sample-wise certified {certified}",
                 eps,
                 method,
                 flops / 1e9,

@@ -224,29 +224,56 @@ fn conv_forward(
     out
 }
 
-/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`. Sparse rows (e.g. the local
-/// functionals of intermediate neurons) are scattered directly; dense rows go through one GEMM.
-fn conv_transpose(g: &Window, weight: &ndarray::Array4<f64>, a: ArrayView2<f64>) -> Array2<f64> {
+/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`, with the bias terms. Sparse
+/// rows (e.g. the local functionals of intermediate neurons) are scattered directly from their
+/// nonzeros; dense rows go through one GEMM.
+fn conv_pullback(g: &Window, weight: &ndarray::Array4<f64>, bias: &Array1<f64>, a: ArrayView2<f64>) -> Pullback {
     let rows = a.nrows();
     let cols_n = a.ncols();
+    let p = g.positions();
     let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
+    let mut bias_term = Array1::<f64>::zeros(rows);
+    let mut bias_mag = Array1::<f64>::zeros(rows);
     let mut dense = Vec::new();
     let wflat = weight.as_slice().expect("contiguous conv weight");
+    let mut nonzeros = Vec::with_capacity(cols_n);
     for r in 0..rows {
         let row = a.row(r);
-        let nnz = row.iter().fold(0usize, |acc, v| acc + (*v != 0.0) as usize);
-        if nnz * 4 < cols_n {
-            scatter_row(g, wflat, row, out.row_mut(r));
+        let row = row.as_slice().expect("contiguous rows");
+        nonzeros.clear();
+        nonzeros.extend((0..cols_n).filter(|&i| row[i] != 0.0));
+        if nonzeros.len() * 4 < cols_n {
+            let (mut b, mut m) = (0.0, 0.0);
+            for &i in &nonzeros {
+                let t = row[i] * bias[i / p];
+                b += t;
+                m += t.abs();
+            }
+            bias_term[r] = b;
+            bias_mag[r] = m;
+            scatter_row(g, wflat, row, &nonzeros, out.row_mut(r));
         } else {
+            let (mut b, mut m) = (0.0, 0.0);
+            for (co, seg) in row.chunks_exact(p).enumerate() {
+                let sum: f64 = seg.iter().sum();
+                let abs: f64 = seg.iter().map(|v| v.abs()).sum();
+                b += sum * bias[co];
+                m += abs * bias[co].abs();
+            }
+            bias_term[r] = b;
+            bias_mag[r] = m;
             dense.push(r);
         }
     }
     if dense.is_empty() {
-        return out;
+        return Pullback {
+            a: vec![out],
+            bias: bias_term,
+            bias_mag,
+        };
     }
     let wmat = conv_matrix(weight, false);
     let cout = wmat.nrows();
-    let p = g.positions();
     let step = chunk_rows(p * wmat.ncols().max(cout));
     for chunk_idx in dense.chunks(step) {
         let m = chunk_idx.len();
@@ -268,17 +295,19 @@ fn conv_transpose(g: &Window, weight: &ndarray::Array4<f64>, a: ArrayView2<f64>)
             out.row_mut(r).assign(&block.row(local));
         }
     }
-    out
+    Pullback {
+        a: vec![out],
+        bias: bias_term,
+        bias_mag,
+    }
 }
 
-fn scatter_row(g: &Window, weight: &[f64], row: ndarray::ArrayView1<f64>, mut out: ndarray::ArrayViewMut1<f64>) {
+fn scatter_row(g: &Window, weight: &[f64], row: &[f64], nonzeros: &[usize], mut out: ndarray::ArrayViewMut1<f64>) {
     let p = g.positions();
     let plane = g.h * g.w;
     let out = out.as_slice_mut().expect("contiguous rows");
-    for (i, &v) in row.iter().enumerate() {
-        if v == 0.0 {
-            continue;
-        }
+    for &i in nonzeros {
+        let v = row[i];
         let (co, pos) = (i / p, i % p);
         let (oh, ow) = (pos / g.wo, pos % g.wo);
         let jrange = g.cols_inside(ow);
@@ -405,13 +434,8 @@ pub fn backward(graph: &Graph, node: &Node, a: Array2<f64>) -> Pullback {
             a: vec![a.dot(weight)],
         },
         Op::Conv2d { weight, bias, .. } => {
-            let g = conv_window(graph, node);
-            let (sums, abs_sums) = channel_sums_with_abs(a.view(), bias.len());
-            Pullback {
-                bias: sums.dot(bias),
-                bias_mag: abs_sums.dot(&bias.mapv(f64::abs)),
-                a: vec![conv_transpose(&g, weight, a.view())],
-            }
+            let a = a.as_standard_layout();
+            conv_pullback(&conv_window(graph, node), weight, bias, a.view())
         }
         Op::ChannelAffine { scale, shift } => {
             let c = scale.len();
