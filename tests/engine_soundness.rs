@@ -397,3 +397,25 @@ fn bad_requests_are_errors_not_panics() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn dead_branches_are_ignored() {
+    let mut rng = Rng::new(13);
+    let mut b = GraphBuilder::new(&[4]);
+    let h = b.random_linear(&mut rng, GraphBuilder::INPUT, 6);
+    let h = b.relu(h);
+    let dead = b.random_linear(&mut rng, h, 3);
+    let _dead = b.relu(dead);
+    let out = b.random_linear(&mut rng, h, 3);
+    let graph = b.finish(out);
+    validate(&graph).unwrap();
+    let pruned = upcc::ir::passes::remove_dead(&graph);
+    let x = random_inputs(&mut rng, 2, 4);
+    let labels = predicted(&graph, &x);
+    let delta = DeltaBox::linf(4, 0.1);
+    for m in [BoundMethod::Ibp, BoundMethod::Crown, ALPHA] {
+        let full = margin_bounds(&graph, x.view(), &labels, &delta, &m).unwrap();
+        let small = margin_bounds(&pruned, x.view(), &labels, &delta, &m).unwrap();
+        assert_eq!(full, small);
+    }
+}

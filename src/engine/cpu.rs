@@ -424,7 +424,11 @@ pub(crate) fn sample_intermediate(
 ) -> Result<Intermediate, EngineError> {
     let n = graph.nodes.len();
     let mut bounds: Vec<Option<Interval>> = vec![None; n];
-    bounds[0] = Some((&x0 + &delta.lo, &x0 + &delta.hi));
+    // x0 + lo may round up (x0 + hi down): widen so the interval holds the real sums.
+    let (mut lo, mut hi) = (&x0 + &delta.lo, &x0 + &delta.hi);
+    let scale = x0.mapv(f64::abs) + delta.lo.mapv(f64::abs) + delta.hi.mapv(f64::abs);
+    widen(&mut lo, &mut hi, &scale);
+    bounds[0] = Some((lo, hi));
     for id in 1..n {
         if !info.live[id] {
             continue;

@@ -240,8 +240,14 @@ fn conv_pullback(g: &Window, weight: &ndarray::Array4<f64>, bias: &Array1<f64>, 
     for r in 0..rows {
         let row = a.row(r);
         let row = row.as_slice().expect("contiguous rows");
-        nonzeros.clear();
-        nonzeros.extend((0..cols_n).filter(|&i| row[i] != 0.0));
+        // Branch-free compaction of the nonzero positions.
+        nonzeros.resize(cols_n + 1, 0);
+        let mut count = 0;
+        for (i, v) in row.iter().enumerate() {
+            nonzeros[count] = i;
+            count += (*v != 0.0) as usize;
+        }
+        nonzeros.truncate(count);
         if nonzeros.len() * 4 < cols_n {
             let (mut b, mut m) = (0.0, 0.0);
             for &i in &nonzeros {
@@ -281,11 +287,8 @@ fn conv_pullback(g: &Window, weight: &ndarray::Array4<f64>, bias: &Array1<f64>, 
         let mut at = Array2::<f64>::zeros((m * p, cout));
         for (local, &r) in chunk_idx.iter().enumerate() {
             let row = a.row(r);
-            for co in 0..cout {
-                for pos in 0..p {
-                    at[[local * p + pos, co]] = row[co * p + pos];
-                }
-            }
+            let row = row.to_shape((cout, p)).expect("row-major");
+            at.slice_mut(s![local * p..(local + 1) * p, ..]).assign(&row.t());
         }
         count_gemm(m * p, cout, wmat.ncols());
         let cols = at.dot(&wmat); // [m*P, cin*kk]
