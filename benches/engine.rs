@@ -48,7 +48,9 @@ fn main() {
             let cpu_start = cpu_seconds();
             let bounds = margin_bounds(&graph, x.view(), &labels, &delta, &method).unwrap();
             let secs = start.elapsed().as_secs_f64();
-            let cpu = cpu_seconds().zip(cpu_start).map_or(f64::NAN, |(b, a)| b - a);
+            let cpu = cpu_seconds()
+                .zip(cpu_start)
+                .map_or(f64::NAN, |(b, a)| b - a);
             let flops = GEMM_FLOPS.load(Ordering::Relaxed) as f64;
             let certified = bounds
                 .samples

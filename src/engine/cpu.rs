@@ -292,7 +292,8 @@ fn back_substitute(
             let alpha = alphas.and_then(|al| al[id].as_ref());
             // Per neuron: lower slope, upper slope, upper intercept; stable neurons are exact.
             let count = l.len();
-            let (mut lower, mut upper, mut intercept) = (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
+            let (mut lower, mut upper, mut intercept) =
+                (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
             let mut unstable = vec![false; count];
             for n in 0..count {
                 let (ln, un) = (l[n], u[n]);
@@ -320,7 +321,9 @@ fn back_substitute(
                 let mut mrow = 0.0;
                 match alpha {
                     None => {
-                        for (((c, &lo), &up), &t) in row.iter_mut().zip(&lower).zip(&upper).zip(&intercept) {
+                        for (((c, &lo), &up), &t) in
+                            row.iter_mut().zip(&lower).zip(&upper).zip(&intercept)
+                        {
                             let (pos, neg) = (c.max(0.0), c.min(0.0));
                             brow += neg * t;
                             mrow -= neg * t;

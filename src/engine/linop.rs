@@ -227,7 +227,12 @@ fn conv_forward(
 /// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`, with the bias terms. Sparse
 /// rows (e.g. the local functionals of intermediate neurons) are scattered directly from their
 /// nonzeros; dense rows go through one GEMM.
-fn conv_pullback(g: &Window, weight: &ndarray::Array4<f64>, bias: &Array1<f64>, a: ArrayView2<f64>) -> Pullback {
+fn conv_pullback(
+    g: &Window,
+    weight: &ndarray::Array4<f64>,
+    bias: &Array1<f64>,
+    a: ArrayView2<f64>,
+) -> Pullback {
     let rows = a.nrows();
     let cols_n = a.ncols();
     let p = g.positions();
@@ -288,7 +293,8 @@ fn conv_pullback(g: &Window, weight: &ndarray::Array4<f64>, bias: &Array1<f64>, 
         for (local, &r) in chunk_idx.iter().enumerate() {
             let row = a.row(r);
             let row = row.to_shape((cout, p)).expect("row-major");
-            at.slice_mut(s![local * p..(local + 1) * p, ..]).assign(&row.t());
+            at.slice_mut(s![local * p..(local + 1) * p, ..])
+                .assign(&row.t());
         }
         count_gemm(m * p, cout, wmat.ncols());
         let cols = at.dot(&wmat); // [m*P, cin*kk]
@@ -305,7 +311,13 @@ fn conv_pullback(g: &Window, weight: &ndarray::Array4<f64>, bias: &Array1<f64>, 
     }
 }
 
-fn scatter_row(g: &Window, weight: &[f64], row: &[f64], nonzeros: &[usize], mut out: ndarray::ArrayViewMut1<f64>) {
+fn scatter_row(
+    g: &Window,
+    weight: &[f64],
+    row: &[f64],
+    nonzeros: &[usize],
+    mut out: ndarray::ArrayViewMut1<f64>,
+) {
     let p = g.positions();
     let plane = g.h * g.w;
     let out = out.as_slice_mut().expect("contiguous rows");
