@@ -389,10 +389,13 @@ fn bad_requests_are_errors_not_panics() {
         &m,
     )
     .unwrap_err();
-    match err {
+    match &err {
         EngineError::Unsupported { node, op, .. } => {
             assert_eq!(node, "maxpool1");
-            assert_eq!(op, "maxpool");
+            assert_eq!(*op, "maxpool");
+            let diag = err.to_diagnostic();
+            assert_eq!(diag.code, "E0401");
+            assert!(diag.message.contains("maxpool1"));
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -4,6 +4,7 @@
 use super::cache::{BoundCache, Intermediate};
 use super::linop;
 use super::{BoundMethod, DeltaBox, MarginBounds, SampleBounds};
+use crate::diagnostics::Diagnostic;
 use crate::ir::{Graph, NodeId, Op};
 use crate::source::Span;
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
@@ -49,6 +50,27 @@ impl fmt::Display for EngineError {
 }
 
 impl std::error::Error for EngineError {}
+
+impl EngineError {
+    /// Stable codes: E0401 unsupported op, E0402 invalid request, E0403 non-finite value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Unsupported { .. } => "E0401",
+            EngineError::InvalidInput(_) => "E0402",
+            EngineError::NonFinite(_) => "E0403",
+        }
+    }
+
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let d = Diagnostic::error(self.code(), self.to_string());
+        match self {
+            EngineError::Unsupported { origin: Some(span), op, .. } => d
+                .with_primary(*span, format!("`{op}` declared here"))
+                .with_help("max pooling has no sound linear relaxation in upcc; use average pooling or a strided conv"),
+            _ => d,
+        }
+    }
+}
 
 fn unsupported(graph: &Graph) -> Result<(), EngineError> {
     for node in &graph.nodes {
