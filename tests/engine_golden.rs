@@ -8,53 +8,16 @@
 //! root) on its first line and the architecture (`conv_small`) on its second.
 //! The test skips, printing why, when no golden file or no decoder is available.
 
-use ndarray::{Array1, Array2, Array4};
+use ndarray::Array2;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use upcc::engine::cpu::margin_bounds;
 use upcc::engine::{BoundMethod, DeltaBox};
 use upcc::formats::{load_tensors, TensorData};
-use upcc::ir::build::GraphBuilder;
-use upcc::ir::Graph;
+use upcc::ir::build::conv_small_from_tensors;
 
 fn tensor<'a>(t: &'a BTreeMap<String, TensorData>, key: &str) -> Option<&'a TensorData> {
     t.get(key).or_else(|| t.get(&format!("{key}.npy")))
-}
-
-fn conv_small_from(w: &BTreeMap<String, TensorData>) -> Option<Graph> {
-    let get = |k: &str| w.get(k);
-    let conv = |k: &str| -> Option<(Array4<f64>, Array1<f64>)> {
-        let t = get(&format!("{k}.weight"))?;
-        let s = &t.shape;
-        let weight = Array4::from_shape_vec((s[0], s[1], s[2], s[3]), t.data.clone()).ok()?;
-        Some((
-            weight,
-            Array1::from(get(&format!("{k}.bias"))?.data.clone()),
-        ))
-    };
-    let fc = |k: &str| -> Option<(Array2<f64>, Array1<f64>)> {
-        let t = get(&format!("{k}.weight"))?;
-        let weight = Array2::from_shape_vec((t.shape[0], t.shape[1]), t.data.clone()).ok()?;
-        Some((
-            weight,
-            Array1::from(get(&format!("{k}.bias"))?.data.clone()),
-        ))
-    };
-    let mut b = GraphBuilder::new(&[1, 28, 28]);
-    let (w1, b1) = conv("conv1")?;
-    let (w2, b2) = conv("conv2")?;
-    let (w3, b3) = fc("fc1")?;
-    let (w4, b4) = fc("fc2")?;
-    let x = b.conv(GraphBuilder::INPUT, w1, b1, 2, 0);
-    let x = b.relu(x);
-    let x = b.conv(x, w2, b2, 2, 0);
-    let x = b.relu(x);
-    let x = b.flatten(x);
-    let x = b.linear(x, w3, b3);
-    let x = b.relu(x);
-    let x = b.linear(x, w4, b4);
-    let g = b.finish(x);
-    upcc::ir::validate(&g).ok().map(|_| g)
 }
 
 fn close(ours: f64, theirs: f64, scale: f64) -> bool {
@@ -71,7 +34,7 @@ fn check_golden(path: &Path, root: &Path) -> Result<(), String> {
     let weights =
         load_tensors(&weights_path).map_err(|e| format!("cannot load weights: {}", e.message))?;
     let graph = match arch {
-        "conv_small" => conv_small_from(&weights).ok_or("weights do not fit conv_small")?,
+        "conv_small" => conv_small_from_tensors(&weights).ok_or("weights do not fit conv_small")?,
         other => return Err(format!("architecture `{other}` not wired into this test")),
     };
     let get = |k: &str| tensor(&golden, k).ok_or(format!("missing key `{k}`"));

@@ -205,3 +205,40 @@ fn validator_rejects_broken_graphs() {
     );
     assert!(validate(&b.finish(c)).is_err(), "kernel larger than input");
 }
+
+#[test]
+fn conv_small_from_tensors_round_trips() {
+    use std::collections::BTreeMap;
+    use upcc::formats::TensorData;
+    let mut rng = Rng::new(21);
+    let graph = upcc::ir::build::conv_small(&mut rng);
+    let mut tensors = BTreeMap::new();
+    let names = ["conv1", "conv2", "fc1", "fc2"];
+    let params = graph.nodes.iter().filter_map(|n| match &n.op {
+        Op::Conv2d { weight, bias, .. } => Some((
+            weight.shape().to_vec(),
+            weight.iter().copied().collect::<Vec<_>>(),
+            bias.to_vec(),
+        )),
+        Op::Linear { weight, bias } => Some((
+            weight.shape().to_vec(),
+            weight.iter().copied().collect(),
+            bias.to_vec(),
+        )),
+        _ => None,
+    });
+    for (name, (shape, w, b)) in names.iter().zip(params) {
+        tensors.insert(format!("{name}.weight"), TensorData { shape, data: w });
+        tensors.insert(
+            format!("{name}.bias"),
+            TensorData {
+                shape: vec![b.len()],
+                data: b,
+            },
+        );
+    }
+    let rebuilt = upcc::ir::build::conv_small_from_tensors(&tensors).unwrap();
+    assert_equivalent(&graph, &rebuilt, 22);
+    tensors.remove("fc2.bias");
+    assert!(upcc::ir::build::conv_small_from_tensors(&tensors).is_none());
+}
