@@ -34,6 +34,7 @@ fn main() {
         .map(|r| (0..10).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
         .collect();
     println!("threads: {}", rayon::current_num_threads());
+    kernel_rate(&graph);
     for eps in [2.0 / 255.0, 8.0 / 255.0] {
         for method in [
             BoundMethod::Crown,
@@ -66,4 +67,29 @@ fn main() {
             );
         }
     }
+}
+
+/// The main kernel alone: dense rows pulled back through conv2 (16→32, k4, s2), as in the
+/// intermediate bounds of the fc1 neurons; single thread.
+fn kernel_rate(graph: &upcc::ir::Graph) {
+    let conv2 = &graph.nodes[3];
+    let mut rng = Rng::new(5);
+    let rows = Array2::from_shape_fn((200, conv2.numel()), |_| rng.range(-1.0, 1.0));
+    GEMM_FLOPS.store(0, Ordering::Relaxed);
+    let start = Instant::now();
+    let cpu_start = cpu_seconds();
+    let reps = 20;
+    for _ in 0..reps {
+        std::hint::black_box(upcc::engine::linop::backward(graph, conv2, rows.clone()));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_start)
+        .map_or(f64::NAN, |(b, a)| b - a);
+    let flops = GEMM_FLOPS.load(Ordering::Relaxed) as f64;
+    println!(
+        "kernel: conv2 transpose, 200 dense rows x {reps}: {secs:.3} s wall, {cpu:.2} s CPU, {:.2} GFLOP/s (wall), {:.2} GFLOP/s (CPU)",
+        flops / 1e9 / secs,
+        flops / 1e9 / cpu
+    );
 }
