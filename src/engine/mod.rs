@@ -43,10 +43,7 @@ pub enum BoundMethod {
     /// auto_LiRPA `method='backward'`.
     Crown,
     /// CROWN with lower ReLU slopes optimised per sample by projected gradient.
-    AlphaCrown {
-        iterations: usize,
-        learning_rate: f64,
-    },
+    AlphaCrown { iterations: usize, learning_rate: f64 },
 }
 
 /// The set of perturbations: an axis-aligned box per flattened input coordinate.
