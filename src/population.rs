@@ -31,7 +31,9 @@ fn bennett(t: f64) -> f64 {
 /// expectation by with probability at most ξ.
 pub fn t_star(xi: f64, n: usize) -> Result<f64, PopulationError> {
     if !(xi > 0.0 && xi < 1.0) {
-        return Err(PopulationError::InvalidArgument(format!("ξ = {xi} is not in (0, 1)")));
+        return Err(PopulationError::InvalidArgument(format!(
+            "ξ = {xi} is not in (0, 1)"
+        )));
     }
     if n == 0 {
         return Err(PopulationError::InvalidArgument("n = 0 samples".into()));
@@ -86,7 +88,11 @@ pub fn arp_curve(runs: &[(usize, usize)], xi: f64) -> Result<Vec<CurvePoint>, Po
         .map(|&(n, certified)| {
             Ok(CurvePoint {
                 n,
-                crr: if n == 0 { 0.0 } else { certified as f64 / n as f64 },
+                crr: if n == 0 {
+                    0.0
+                } else {
+                    certified as f64 / n as f64
+                },
                 t_star: t_star(xi, n)?,
                 lower_bound: arp_lower_bound(certified, n, xi)?,
             })

@@ -83,7 +83,10 @@ fn lp_round_trips_exactly() {
         write_lp(&model, "a comment", &mut buf).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert!(text.starts_with("\\ a comment\nMinimize\n obj:"));
-        assert!(text.lines().all(|l| l.len() < 255), "line too long for CPLEX");
+        assert!(
+            text.lines().all(|l| l.len() < 255),
+            "line too long for CPLEX"
+        );
         let back = read_lp(&text).unwrap();
         assert_eq!(canonical(&back), canonical(&model));
     }
@@ -114,7 +117,10 @@ fn malformed_files_and_models_are_errors() {
         "NAME x\nROWS\n N obj\nCOLUMNS\n x obj abc\nENDATA\n",
         "NAME x\nROWS\n N obj\nRANGES\nENDATA\n",
     ] {
-        assert!(matches!(read_mps(text), Err(MilpError::Parse(_))), "{text:?}");
+        assert!(
+            matches!(read_mps(text), Err(MilpError::Parse(_))),
+            "{text:?}"
+        );
     }
     for text in [
         "",

@@ -1,5 +1,8 @@
 //! Theorem 2: t*(ξ, n) against independently computed roots, and its properties.
 
+// The reference digits are kept as mpmath printed them.
+#![allow(clippy::excessive_precision)]
+
 use upcc::population::{arp_curve, arp_lower_bound, t_star, t_star_curve};
 
 /// Roots of (1+4t)·ln(1+4t) − 4t = 4·ln(1/ξ)/n computed with mpmath at 40 digits:
@@ -35,7 +38,10 @@ fn t_star_decreases_in_n_and_xi() {
     let ns = [1, 2, 5, 10, 50, 100, 1000, 10_000, 1_000_000];
     for xi in [f64::MIN_POSITIVE / 1e10, 1e-9, 0.01, 0.1, 0.5, 0.99] {
         let curve = t_star_curve(xi, &ns).unwrap();
-        assert!(curve.windows(2).all(|w| w[1].1 < w[0].1), "ξ={xi}: {curve:?}");
+        assert!(
+            curve.windows(2).all(|w| w[1].1 < w[0].1),
+            "ξ={xi}: {curve:?}"
+        );
     }
     for n in ns {
         let ts: Vec<f64> = [1e-9, 0.01, 0.1, 0.5, 0.99]

@@ -46,7 +46,10 @@ pub fn write_lp(model: &Model, comment: &str, out: &mut impl Write) -> Result<()
         s.push_str(&format!(" {}:", r.name));
         if r.coeffs.is_empty() {
             if model.vars.is_empty() {
-                return Err(MilpError::InvalidModel(format!("row `{}` is empty", r.name)));
+                return Err(MilpError::InvalidModel(format!(
+                    "row `{}` is empty",
+                    r.name
+                )));
             }
             push_terms(&mut s, model, &[(0, 0.0)]);
         } else {
@@ -237,7 +240,10 @@ pub fn read_mps(text: &str) -> Result<Model, MilpError> {
                     "E" => Sense::Eq,
                     _ => return Err(parse_err(ln, "bad row type")),
                 };
-                if row_index.insert(name.to_string(), model.rows.len()).is_some() {
+                if row_index
+                    .insert(name.to_string(), model.rows.len())
+                    .is_some()
+                {
                     return Err(parse_err(ln, "duplicate row"));
                 }
                 model.add_row(name.to_string(), Vec::new(), sense, 0.0);
@@ -258,7 +264,11 @@ pub fn read_mps(text: &str) -> Result<Model, MilpError> {
                 let j = match var_index.get(col) {
                     Some(&j) => j,
                     None => {
-                        let kind = if in_int { VarKind::Binary } else { VarKind::Continuous };
+                        let kind = if in_int {
+                            VarKind::Binary
+                        } else {
+                            VarKind::Continuous
+                        };
                         let j = model.add_var(col.to_string(), kind, 0.0, f64::INFINITY, 0.0);
                         var_index.insert(col.to_string(), j);
                         j
@@ -339,7 +349,13 @@ pub fn read_lp(text: &str) -> Result<Model, MilpError> {
     let mut var_index: HashMap<String, usize> = HashMap::new();
     let mut var_of = |model: &mut Model, name: &str| -> usize {
         *var_index.entry(name.to_string()).or_insert_with(|| {
-            model.add_var(name.to_string(), VarKind::Continuous, 0.0, f64::INFINITY, 0.0)
+            model.add_var(
+                name.to_string(),
+                VarKind::Continuous,
+                0.0,
+                f64::INFINITY,
+                0.0,
+            )
         })
     };
     let mut pos = 0;
@@ -347,7 +363,9 @@ pub fn read_lp(text: &str) -> Result<Model, MilpError> {
         match toks.get(pos) {
             Some((_, t)) if t.eq_ignore_ascii_case(what) => Ok(()),
             Some((ln, t)) => Err(parse_err(*ln, &format!("expected `{what}`, got `{t}`"))),
-            None => Err(MilpError::Parse(format!("expected `{what}`, got end of file"))),
+            None => Err(MilpError::Parse(format!(
+                "expected `{what}`, got end of file"
+            ))),
         }
     };
     expect(pos, "Minimize", &toks)?;
@@ -441,7 +459,10 @@ pub fn read_lp(text: &str) -> Result<Model, MilpError> {
             return Err(parse_err(ln, "unsupported bound"));
         }
     }
-    if toks.get(pos).is_some_and(|(_, t)| t.eq_ignore_ascii_case("generals")) {
+    if toks
+        .get(pos)
+        .is_some_and(|(_, t)| t.eq_ignore_ascii_case("generals"))
+    {
         pos += 1;
         while let Some((_, t)) = toks.get(pos) {
             if is_section(t) {

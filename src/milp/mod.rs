@@ -9,8 +9,12 @@ pub mod universal;
 
 pub use export::{read_lp, read_mps, write_lp, write_mps};
 pub use model::{Model, Row, Sense, Var, VarKind};
-pub use solve::{certify_universal, BackendResult, Microlp, MilpBackend, MilpOptions, MilpOutcome, MilpStatus};
-pub use universal::{certified_at, pair_tolerance, samplewise_certified, PresolveStats, UniversalMilp};
+pub use solve::{
+    certify_universal, BackendResult, Microlp, MilpBackend, MilpOptions, MilpOutcome, MilpStatus,
+};
+pub use universal::{
+    certified_at, pair_tolerance, samplewise_certified, PresolveStats, UniversalMilp,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum MilpError {

@@ -129,7 +129,10 @@ impl Model {
         let mut names = std::collections::HashSet::new();
         for v in &self.vars {
             if !valid_name(&v.name) || !names.insert(v.name.as_str()) {
-                return bad(format!("variable name `{}` is empty, repeated or has spaces", v.name));
+                return bad(format!(
+                    "variable name `{}` is empty, repeated or has spaces",
+                    v.name
+                ));
             }
             if v.lo.is_nan() || v.hi.is_nan() || v.lo > v.hi || !v.obj.is_finite() {
                 return bad(format!("variable `{}` has invalid bounds or cost", v.name));
@@ -142,7 +145,10 @@ impl Model {
         let mut seen = vec![usize::MAX; self.vars.len()];
         for (r_idx, r) in self.rows.iter().enumerate() {
             if !valid_name(&r.name) || !row_names.insert(r.name.as_str()) || r.name == "obj" {
-                return bad(format!("row name `{}` is empty, repeated, reserved or has spaces", r.name));
+                return bad(format!(
+                    "row name `{}` is empty, repeated, reserved or has spaces",
+                    r.name
+                ));
             }
             if r.rhs.is_nan() {
                 return bad(format!("row `{}` has a NaN right-hand side", r.name));

@@ -61,7 +61,9 @@ impl MilpBackend for Microlp {
         time_limit: Option<Duration>,
         warm_start: Option<&[f64]>,
     ) -> Result<BackendResult, MilpError> {
-        use microlp::{ComparisonOp, OptimizationDirection, Problem, SolveOutcome, TerminationReason};
+        use microlp::{
+            ComparisonOp, OptimizationDirection, Problem, SolveOutcome, TerminationReason,
+        };
         model.validate()?;
         let mut p = Problem::new(OptimizationDirection::Minimize);
         let vars: Vec<microlp::Variable> = model
@@ -69,7 +71,9 @@ impl MilpBackend for Microlp {
             .iter()
             .map(|v| match v.kind {
                 VarKind::Continuous => p.add_var(v.obj, (v.lo, v.hi)),
-                VarKind::Binary => p.add_integer_var(v.obj, (v.lo.ceil() as i32, v.hi.floor() as i32)),
+                VarKind::Binary => {
+                    p.add_integer_var(v.obj, (v.lo.ceil() as i32, v.hi.floor() as i32))
+                }
             })
             .collect();
         for r in &model.rows {
@@ -84,7 +88,9 @@ impl MilpBackend for Microlp {
         options.time_limit = time_limit;
         if let Some(x) = warm_start {
             if x.len() != vars.len() || x.iter().any(|v| !v.is_finite()) {
-                return Err(MilpError::InvalidInput("warm start has the wrong length".into()));
+                return Err(MilpError::InvalidInput(
+                    "warm start has the wrong length".into(),
+                ));
             }
             options.warm_start = Some(vars.iter().copied().zip(x.iter().copied()).collect());
         }
@@ -101,7 +107,11 @@ impl MilpBackend for Microlp {
                 let value = model.objective_at(&values);
                 let optimal = sol.termination_reason() == TerminationReason::ProvenOptimal;
                 BackendResult {
-                    status: if optimal { MilpStatus::Optimal } else { MilpStatus::TimeLimit },
+                    status: if optimal {
+                        MilpStatus::Optimal
+                    } else {
+                        MilpStatus::TimeLimit
+                    },
                     dual_bound: if optimal { sol.objective() } else { proven },
                     incumbent: Some((value, values)),
                     nodes,
@@ -136,7 +146,9 @@ pub struct MilpOutcome {
     /// Best count found at a concrete δ by the solver (fixed samples included).
     pub incumbent_value: Option<f64>,
     pub best_delta: Option<Vec<f64>>,
-    /// What the bounds certify at `best_delta`, re-evaluated: an upper bound on the optimum.
+    /// What the bounds certify at `best_delta`, re-evaluated strictly (> tol): an upper bound
+    /// on the optimum. It can exceed `incumbent_value`: pairs the solver breaks sit on the
+    /// tolerance, within the solver's feasibility tolerance (1e-7).
     pub certified_at_best_delta: Option<usize>,
     pub nodes: usize,
     pub stats: PresolveStats,
@@ -154,15 +166,22 @@ pub fn certify_universal(
     let start = Instant::now();
     let milp = UniversalMilp::lower(bounds, bx, !options.no_presolve)?;
     let fixed = milp.fixed_certified as f64;
-    let warm = match &options.warm_start_delta {
-        Some(delta) => Some(milp.assignment_for(delta)?),
-        None => None,
-    };
+    // Seed the incumbent with the best of the given δ and cheap box-vertex candidates.
+    let mut warm: Option<(f64, Vec<f64>)> = None;
+    let given = options.warm_start_delta.iter().cloned();
+    for delta in given.chain(milp.candidate_deltas()) {
+        let x = milp.assignment_for(&delta)?;
+        let value = milp.model.objective_at(&x);
+        if warm.as_ref().is_none_or(|(best, _)| value < *best) {
+            warm = Some((value, x));
+        }
+    }
+    let warm = warm.map(|(_, x)| x);
     let result = if milp.model.vars.iter().any(|v| v.kind == VarKind::Binary) {
         backend.solve(&milp.model, options.time_limit, warm.as_deref())?
     } else {
         // Nothing left to decide: every sample is fixed.
-        let x = warm.unwrap_or_else(|| milp.assignment_for(&milp.delta_of(&[])).unwrap_or_default());
+        let x = warm.unwrap_or_default();
         BackendResult {
             status: MilpStatus::Optimal,
             dual_bound: 0.0,

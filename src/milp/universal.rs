@@ -95,7 +95,9 @@ pub fn validate(bounds: &MarginBounds, bx: &DeltaBox) -> Result<(), MilpError> {
     }
     for (&l, &h) in bx.lo.iter().zip(&bx.hi) {
         if !(l.is_finite() && h.is_finite() && l <= h) {
-            return Err(MilpError::InvalidInput(format!("bad box interval [{l}, {h}]")));
+            return Err(MilpError::InvalidInput(format!(
+                "bad box interval [{l}, {h}]"
+            )));
         }
     }
     for (i, s) in bounds.samples.iter().enumerate() {
@@ -109,7 +111,9 @@ pub fn validate(bounds: &MarginBounds, bx: &DeltaBox) -> Result<(), MilpError> {
             )));
         }
         if !s.a.iter().chain(s.b.iter()).all(|x| x.is_finite()) {
-            return Err(MilpError::InvalidInput(format!("sample {i}: non-finite bound")));
+            return Err(MilpError::InvalidInput(format!(
+                "sample {i}: non-finite bound"
+            )));
         }
     }
     Ok(())
@@ -132,7 +136,11 @@ pub fn samplewise_certified(bounds: &MarginBounds, bx: &DeltaBox) -> Result<usiz
 
 /// Samples the bounds certify at one δ (which must lie in the box): every pair > tol.
 /// For any δ this is an upper bound on the universal certified count.
-pub fn certified_at(bounds: &MarginBounds, bx: &DeltaBox, delta: &[f64]) -> Result<usize, MilpError> {
+pub fn certified_at(
+    bounds: &MarginBounds,
+    bx: &DeltaBox,
+    delta: &[f64],
+) -> Result<usize, MilpError> {
     validate(bounds, bx)?;
     if delta.len() != bx.dim() {
         return Err(MilpError::InvalidInput(format!(
@@ -143,7 +151,9 @@ pub fn certified_at(bounds: &MarginBounds, bx: &DeltaBox, delta: &[f64]) -> Resu
     }
     for ((&x, &l), &h) in delta.iter().zip(&bx.lo).zip(&bx.hi) {
         if !(x >= l && x <= h) {
-            return Err(MilpError::InvalidInput(format!("δ coordinate {x} outside [{l}, {h}]")));
+            return Err(MilpError::InvalidInput(format!(
+                "δ coordinate {x} outside [{l}, {h}]"
+            )));
         }
     }
     let dv = ArrayView1::from(delta);
@@ -151,9 +161,8 @@ pub fn certified_at(bounds: &MarginBounds, bx: &DeltaBox, delta: &[f64]) -> Resu
         .samples
         .iter()
         .filter(|s| {
-            (0..s.others.len()).all(|r| {
-                s.a.row(r).dot(&dv) + s.b[r] > pair_tolerance(s.a.row(r), s.b[r], bx)
-            })
+            (0..s.others.len())
+                .all(|r| s.a.row(r).dot(&dv) + s.b[r] > pair_tolerance(s.a.row(r), s.b[r], bx))
         })
         .count())
 }
@@ -205,7 +214,8 @@ impl UniversalMilp {
                 stats.fixed_certified += 1;
             } else {
                 let before = pairs.len();
-                let breakable: Vec<Pair> = pairs.into_iter().filter(|pr| pr.min <= pr.tol).collect();
+                let breakable: Vec<Pair> =
+                    pairs.into_iter().filter(|pr| pr.min <= pr.tol).collect();
                 stats.pairs_dropped += before - breakable.len();
                 kept.push((i, breakable));
             }
@@ -225,7 +235,13 @@ impl UniversalMilp {
         let mut var_of_coord = vec![usize::MAX; d];
         let mut delta_vars = Vec::new();
         for k in (0..d).filter(|&k| used[k]) {
-            let v = model.add_var(format!("d{k}"), VarKind::Continuous, bx.lo[k], bx.hi[k], 0.0);
+            let v = model.add_var(
+                format!("d{k}"),
+                VarKind::Continuous,
+                bx.lo[k],
+                bx.hi[k],
+                0.0,
+            );
             var_of_coord[k] = v;
             delta_vars.push((k, v));
         }
@@ -298,7 +314,9 @@ impl UniversalMilp {
     /// breaking, qᵢ = 1 where no pair of sample i breaks. Feasible by construction.
     pub fn assignment_for(&self, delta: &[f64]) -> Result<Vec<f64>, MilpError> {
         if delta.len() != self.lo.len() || delta.iter().any(|x| !x.is_finite()) {
-            return Err(MilpError::InvalidInput("warm-start δ has the wrong length or a non-finite value".into()));
+            return Err(MilpError::InvalidInput(
+                "warm-start δ has the wrong length or a non-finite value".into(),
+            ));
         }
         let mut x = vec![0.0; self.model.vars.len()];
         for &(k, v) in &self.delta_vars {
@@ -307,7 +325,12 @@ impl UniversalMilp {
         for &(row, z) in &self.pair_rows {
             let r = &self.model.rows[row];
             let big_m = r.coeffs.iter().find(|t| t.0 == z).map_or(0.0, |t| t.1);
-            let lhs: f64 = r.coeffs.iter().filter(|t| t.0 != z).map(|&(v, c)| c * x[v]).sum();
+            let lhs: f64 = r
+                .coeffs
+                .iter()
+                .filter(|t| t.0 != z)
+                .map(|&(v, c)| c * x[v])
+                .sum();
             x[z] = if lhs + big_m <= r.rhs { 1.0 } else { 0.0 };
         }
         for (q, rows) in &self.samples {
@@ -315,6 +338,25 @@ impl UniversalMilp {
             x[*q] = if broken { 0.0 } else { 1.0 };
         }
         Ok(x)
+    }
+
+    /// Cheap incumbent candidates: the box point nearest 0, and for each pair row the box
+    /// vertex that minimises its bound (the δ that breaks that pair most).
+    pub fn candidate_deltas(&self) -> Vec<Vec<f64>> {
+        let base = self.delta_of(&[]);
+        let mut out = vec![base.clone()];
+        let coord_of: std::collections::HashMap<usize, usize> =
+            self.delta_vars.iter().map(|&(k, v)| (v, k)).collect();
+        for &(row, z) in &self.pair_rows {
+            let mut delta = base.clone();
+            for &(v, c) in &self.model.rows[row].coeffs {
+                if let (false, Some(&k)) = (v == z, coord_of.get(&v)) {
+                    delta[k] = if c > 0.0 { self.lo[k] } else { self.hi[k] };
+                }
+            }
+            out.push(delta);
+        }
+        out
     }
 
     /// δ from a model assignment; coordinates the model does not use get the box point
