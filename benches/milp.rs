@@ -5,13 +5,15 @@
 //! biases set so presolve leaves about 100 binaries).
 //! `cargo bench --bench milp -- --bounds FILE.json [--eps E]` solves a bounds file instead:
 //! `{"eps": E, "samples": [{"label": y, "others": [..], "a": [[..d..], ..], "b": [..]}]}`
-//! (a uniform ℓ∞ box of radius eps). `--time-limit S` caps each solve (default 20 s).
+//! (a uniform ℓ∞ box of radius eps). `--time-limit S` caps each solve (default 20 s);
+//! `--n N --d D` resize the random instances; `--export DIR` writes each presolved model as
+//! `.lp` and `.mps`; `--compare-presolve` also solves without presolve.
 
 use std::time::Duration;
 
 use ndarray::{Array1, Array2};
 use upcc::engine::{DeltaBox, MarginBounds, SampleBounds};
-use upcc::milp::{certify_universal, Microlp, MilpOptions};
+use upcc::milp::{certify_universal, write_lp, write_mps, Microlp, MilpOptions, UniversalMilp};
 
 struct Rng(u64);
 impl Rng {
@@ -58,8 +60,8 @@ fn build(samples: Vec<RawSample>, bx: &DeltaBox) -> MarginBounds {
 
 /// 100 samples over 10 classes; about 65 certified for every δ, 10 broken, 25 undecided
 /// with 3 breakable pairs each.
-fn random_instance(seed: u64, eps: f64) -> (MarginBounds, DeltaBox) {
-    let (n, d, k) = (100, 784, 10);
+fn random_instance(seed: u64, eps: f64, n: usize, d: usize) -> (MarginBounds, DeltaBox) {
+    let k = 10;
     let mut rng = Rng(seed);
     let class_dir: Vec<Vec<f64>> = (0..k)
         .map(|_| (0..d).map(|_| 0.02 * rng.normal()).collect())
@@ -138,6 +140,14 @@ fn read_bounds(path: &str, eps_override: Option<f64>) -> Result<(MarginBounds, D
 }
 
 fn run(name: &str, bounds: &MarginBounds, bx: &DeltaBox, time_limit: Duration) {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--export")
+        .and_then(|i| args.get(i + 1))
+    {
+        export(name, bounds, bx, dir);
+    }
     for no_presolve in [false, true] {
         let opts = MilpOptions {
             time_limit: Some(time_limit),
@@ -175,6 +185,33 @@ fn run(name: &str, bounds: &MarginBounds, bx: &DeltaBox, time_limit: Duration) {
     }
 }
 
+/// Writes the presolved model as `.lp` and `.mps` under `dir` for other solvers.
+fn export(name: &str, bounds: &MarginBounds, bx: &DeltaBox, dir: &str) {
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let result = UniversalMilp::lower(bounds, bx, true).and_then(|milp| {
+        let comment = milp.export_comment();
+        let path = format!("{dir}/{stem}");
+        let file = |ext: &str| {
+            std::fs::File::create(format!("{path}.{ext}"))
+                .map(std::io::BufWriter::new)
+                .map_err(|e| upcc::milp::MilpError::Io(e.to_string()))
+        };
+        write_lp(&milp.model, &comment, &mut file("lp")?)?;
+        write_mps(&milp.model, &comment, &mut file("mps")?)?;
+        println!(
+            "{name}: wrote {path}.lp/.mps (fixed certified {})",
+            milp.fixed_certified
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        eprintln!("{name}: export failed: {e}");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
@@ -198,11 +235,13 @@ fn main() {
         }
         return;
     }
+    let n = value("--n").and_then(|s| s.parse().ok()).unwrap_or(100);
+    let d = value("--d").and_then(|s| s.parse().ok()).unwrap_or(784);
     let seeds: u64 = value("--instances")
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     for seed in 0..seeds {
-        let (bounds, bx) = random_instance(seed, eps.unwrap_or(6.0 / 255.0));
+        let (bounds, bx) = random_instance(seed, eps.unwrap_or(6.0 / 255.0), n, d);
         run(&format!("random seed={seed}"), &bounds, &bx, time_limit);
     }
 }
