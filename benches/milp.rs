@@ -13,7 +13,18 @@ use std::time::Duration;
 
 use ndarray::{Array1, Array2};
 use upcc::engine::{DeltaBox, MarginBounds, SampleBounds};
-use upcc::milp::{certify_universal, write_lp, write_mps, Microlp, MilpOptions, UniversalMilp};
+use upcc::milp::{
+    certify_universal, write_lp, write_mps, Microlp, MilpBackend, MilpOptions, UniversalMilp,
+};
+
+/// `--backend highs` (needs `--features highs`) or the default microlp.
+fn backend() -> Box<dyn MilpBackend> {
+    #[cfg(feature = "highs")]
+    if std::env::args().any(|a| a == "highs") {
+        return Box::new(upcc::milp::Highs);
+    }
+    Box::new(Microlp)
+}
 
 struct Rng(u64);
 impl Rng {
@@ -154,12 +165,13 @@ fn run(name: &str, bounds: &MarginBounds, bx: &DeltaBox, time_limit: Duration) {
             no_presolve,
             ..MilpOptions::default()
         };
-        match certify_universal(bounds, bx, &Microlp, &opts) {
+        match certify_universal(bounds, bx, backend().as_ref(), &opts) {
             Ok(o) => {
                 let s = &o.stats;
                 println!(
-                    "{name} presolve={} certified={} samplewise={} status={:?} dual={:.3} incumbent={:?} \
+                    "{name} {} presolve={} certified={} samplewise={} status={:?} dual={:.3} incumbent={:?} \
                      at_best_delta={:?} nodes={} seconds={:.3} rows {}->{} binaries {}->{} nonzeros {}->{}",
+                    o.backend,
                     !no_presolve,
                     o.certified,
                     s.fixed_certified,

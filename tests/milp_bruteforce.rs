@@ -346,3 +346,19 @@ fn zero_time_limit_reports_only_the_proven_bound() {
     }
     assert!(stopped > 0);
 }
+
+#[cfg(feature = "highs")]
+#[test]
+fn microlp_and_highs_agree() {
+    use upcc::milp::Highs;
+    for seed in 0..40 {
+        let d = 1 + (seed as usize % 3);
+        let (bounds, bx) = random_instance(seed, d, 8, 4);
+        let opts = MilpOptions::default();
+        let micro = certify_universal(&bounds, &bx, &Microlp, &opts).unwrap();
+        let highs = certify_universal(&bounds, &bx, &Highs, &opts).unwrap();
+        assert_eq!(highs.status, MilpStatus::Optimal, "seed {seed}");
+        assert_eq!(micro.certified, highs.certified, "seed {seed}");
+        assert_eq!(highs.certified, brute_force(&bounds, &bx), "seed {seed}");
+    }
+}
