@@ -915,7 +915,7 @@ impl<'a> Checker<'a> {
                 "bounds" => self.opt_bounds(module, &e.value).map(|b| o.bounds = b),
                 "solver" => self.opt_solver(module, &e.value).map(|s| o.solver = s),
                 "confidence" => self.opt_confidence(module, &e.value).map(|c| {
-                    o.xi = 1.0 - c.value;
+                    o.xi = (c.den - c.num) as f64 / c.den as f64;
                     o.confidence = c;
                 }),
                 "compare" => match &e.value {
