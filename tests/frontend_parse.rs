@@ -43,3 +43,16 @@ fn syntax_errors_point_at_the_offending_token() {
     assert_eq!(d.code, "E0001");
     assert!(label.message.contains("`under`"), "{}", label.message);
 }
+
+#[test]
+fn deep_nesting_is_refused_not_overflowed() {
+    let text = format!(
+        "const a = {}1{}\n",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let d = parse(SourceId(0), &text).unwrap_err();
+    assert_eq!(d.code, "E0002");
+    let ok = format!("const a = {}1{}\n", "(".repeat(64), ")".repeat(64));
+    assert!(parse(SourceId(0), &ok).is_ok());
+}
