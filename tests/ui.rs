@@ -72,12 +72,6 @@ fn ui() {
             ));
         }
     }
-    if !skipped.is_empty() {
-        eprintln!(
-            "skipped (decoders not implemented yet): {}",
-            skipped.join(", ")
-        );
-    }
     assert!(
         failures.is_empty(),
         "{} UI case(s) differ:\n{}",

@@ -3,6 +3,7 @@
 /// (code, one-line title, explanation).
 pub const CODES: &[(&str, &str, &str)] = &[
     ("E0001", "syntax error", "The file does not follow the .upc grammar. The error points at the first token the parser could not accept and lists what it expected there.\n\nExample:\n    network net = conv_small() weights\n                                      ^ expected a string or an expression\n\nFix the token at the marked position; errors after it are not reported until it parses."),
+    ("E0002", "nesting too deep", "Brackets (`(`, `[`, `{`) are nested more than 64 levels deep. No real spec needs this; the limit keeps the parser's recursion bounded."),
     ("E0101", "unknown name", "A name is used that is not declared in this file and not imported.\n\n    use std::nets::conv_small\n    network n = conv_smal() weights \"w.safetensors\"   // typo\n\nDeclare the item, fix the spelling, or import it with `use std::MODULE::NAME` or `use \"file.upc\"`."),
     ("E0102", "wrong kind of item", "A name refers to an item of another kind than the place requires: for example a dataset where a network is expected (`certify accuracy of NET on DATA under PERT`), or a network used inside an expression."),
     ("E0103", "unknown layer or block", "A layer statement calls something that is neither a builtin layer (linear, conv2d, relu, flatten, reshape, add, normalize, batchnorm, avgpool, maxpool, identity) nor a block in scope."),

@@ -361,14 +361,12 @@ impl<'a> Checker<'a> {
                 module: root,
                 index,
             };
-            if self.modules[root]
+            let is_duplicate = self.modules[root]
                 .scope
                 .get(item.name().map_or("", |n| n.name.as_str()))
-                != Some(&r)
-            {
-                if !matches!(item, ast::Item::Use(_)) {
-                    continue; // a duplicate, already reported
-                }
+                != Some(&r);
+            if is_duplicate && !matches!(item, ast::Item::Use(_)) {
+                continue; // already reported
             }
             match item {
                 ast::Item::Use(_) => {}
@@ -428,7 +426,7 @@ impl<'a> Checker<'a> {
                     ast::TimeUnit::Minutes => Some(Rational::int(60)),
                     ast::TimeUnit::Hours => Some(Rational::int(3600)),
                 };
-                Value::Duration(self.checked(factor.and_then(|f| v.mul(f)), e.span)?)
+                Value::Duration(self.checked(factor.and_then(|f| v.checked_mul(f)), e.span)?)
             }
             K::Bool(b) => Value::Bool(*b),
             K::Str(s) => Value::Str(s.clone()),
@@ -471,7 +469,7 @@ impl<'a> Checker<'a> {
                 }
             }
             K::Neg(inner) => match self.eval(module, inner, locals)? {
-                Value::Num(r) => Value::Num(self.checked(Rational::int(0).sub(r), e.span)?),
+                Value::Num(r) => Value::Num(self.checked(Rational::int(0).checked_sub(r), e.span)?),
                 other => return self.type_error(e.span, "a number", &other),
             },
             K::Binary(op, l, r) => {
@@ -536,9 +534,9 @@ impl<'a> Checker<'a> {
             (B::Eq, a, b) => Some(Value::Bool(a == b)),
             (B::Ne, a, b) => Some(Value::Bool(a != b)),
             (_, Value::Num(a), Value::Num(b)) => match op {
-                B::Add => Some(Value::Num(self.checked(a.add(b), span)?)),
-                B::Sub => Some(Value::Num(self.checked(a.sub(b), span)?)),
-                B::Mul => Some(Value::Num(self.checked(a.mul(b), span)?)),
+                B::Add => Some(Value::Num(self.checked(a.checked_add(b), span)?)),
+                B::Sub => Some(Value::Num(self.checked(a.checked_sub(b), span)?)),
+                B::Mul => Some(Value::Num(self.checked(a.checked_mul(b), span)?)),
                 B::Div => {
                     if b.num == 0 {
                         self.error(
@@ -547,7 +545,7 @@ impl<'a> Checker<'a> {
                         );
                         return None;
                     }
-                    Some(Value::Num(self.checked(a.div(b), span)?))
+                    Some(Value::Num(self.checked(a.checked_div(b), span)?))
                 }
                 _ => {
                     let Some(ord) = a.cmp_value(b) else {
@@ -915,7 +913,7 @@ impl<'a> Checker<'a> {
                 "bounds" => self.opt_bounds(module, &e.value).map(|b| o.bounds = b),
                 "solver" => self.opt_solver(module, &e.value).map(|s| o.solver = s),
                 "confidence" => self.opt_confidence(module, &e.value).map(|c| {
-                    o.xi = 1.0 - c.value;
+                    o.xi = (c.den - c.num) as f64 / c.den as f64;
                     o.confidence = c;
                 }),
                 "compare" => match &e.value {

@@ -425,11 +425,7 @@ impl<'a> Checker<'a> {
         labeled: bool,
     ) -> Option<Dataset> {
         let numel: usize = data.shape.iter().product();
-        let n = if numel == 0 {
-            0
-        } else {
-            data.images.len() / numel
-        };
+        let n = data.images.len().checked_div(numel).unwrap_or(0);
         if labeled && data.labels.len() != n {
             self.error(
                 Diagnostic::error(

@@ -62,7 +62,7 @@ impl Rational {
         }
     }
 
-    pub fn add(self, o: Self) -> Option<Self> {
+    pub fn checked_add(self, o: Self) -> Option<Self> {
         let num = self
             .num
             .checked_mul(o.den)?
@@ -70,19 +70,19 @@ impl Rational {
         Rational::new(num, self.den.checked_mul(o.den)?)
     }
 
-    pub fn sub(self, o: Self) -> Option<Self> {
-        self.add(Rational {
+    pub fn checked_sub(self, o: Self) -> Option<Self> {
+        self.checked_add(Rational {
             num: o.num.checked_neg()?,
             den: o.den,
         })
     }
 
-    pub fn mul(self, o: Self) -> Option<Self> {
+    pub fn checked_mul(self, o: Self) -> Option<Self> {
         Rational::new(self.num.checked_mul(o.num)?, self.den.checked_mul(o.den)?)
     }
 
     /// `None` on division by zero or overflow.
-    pub fn div(self, o: Self) -> Option<Self> {
+    pub fn checked_div(self, o: Self) -> Option<Self> {
         if o.num == 0 {
             return None;
         }
@@ -221,9 +221,9 @@ mod tests {
     #[test]
     fn arithmetic_reduces_and_checks() {
         let a = Rational::new(8, 255).unwrap();
-        assert_eq!(a.mul(Rational::int(255)), Some(Rational::int(8)));
+        assert_eq!(a.checked_mul(Rational::int(255)), Some(Rational::int(8)));
         assert_eq!(Rational::new(2, -4), Rational::new(-1, 2));
-        assert_eq!(a.div(Rational::int(0)), None);
-        assert_eq!(Rational::int(i128::MAX).add(Rational::int(1)), None);
+        assert_eq!(a.checked_div(Rational::int(0)), None);
+        assert_eq!(Rational::int(i128::MAX).checked_add(Rational::int(1)), None);
     }
 }

@@ -14,14 +14,19 @@ struct UpcParser;
 /// Parses one source text. Syntax errors become an `E0001` diagnostic at the furthest position
 /// the parser reached, naming the expected tokens in words.
 pub fn parse(source: SourceId, text: &str) -> Result<File, Diagnostic> {
+    let trivia = trivia_map(text);
+    if let Some(at) = too_deep(text, &trivia) {
+        return Err(Diagnostic::error(
+            "E0002",
+            format!("brackets nested more than {MAX_NESTING} deep"),
+        )
+        .with_primary(Span::new(source, at, at + 1), "nesting limit reached here"));
+    }
     pest::set_error_detail(true);
     let mut pairs =
         UpcParser::parse(Rule::file, text).map_err(|e| syntax_error(source, text, &e))?;
     let file = pairs.next().expect("the file rule always yields one pair");
-    let b = Builder {
-        source,
-        trivia: trivia_map(text),
-    };
+    let b = Builder { source, trivia };
     Ok(File {
         items: file
             .into_inner()
@@ -200,6 +205,34 @@ struct Builder {
     source: SourceId,
     /// Per byte: is it whitespace or part of a comment (outside strings)?
     trivia: Vec<bool>,
+}
+
+/// Deeper nesting is refused before parsing, so recursion stays far from the stack limit.
+const MAX_NESTING: usize = 64;
+
+/// The offset of the first bracket nested deeper than [`MAX_NESTING`] (outside comments and
+/// strings), if any.
+fn too_deep(text: &str, trivia: &[bool]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    for (i, b) in text.bytes().enumerate() {
+        if trivia[i] {
+            continue;
+        }
+        match b {
+            b'"' => in_string = !in_string,
+            b'\n' => in_string = false,
+            b'(' | b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Marks whitespace and comment bytes, so spans can drop the trivia pest leaves at their end.

@@ -1,7 +1,9 @@
-use std::nets::basic_block
+block widen(cin, cout, stride) {
+    conv2d(cin, cout, kernel: 3, stride: stride, padding: 1)
+}
 block net() {
     input [8, 8, 8]
-    b1 = basic_block(8, 16)
+    b1 = widen(8, 16)
     flatten
     fc = linear(256, 10)
 }
