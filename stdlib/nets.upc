@@ -1,3 +1,5 @@
+use std::data::{cifar10_mean, cifar10_std}
+
 // The paper's architectures (ICLR 2023, Table 6) and the basic residual block.
 // No batchnorm anywhere; every conv has a bias. Layer names bind PyTorch state_dict tensors
 // (`conv1.weight`, `conv1.bias`, ...); blocks nest as `block1.conv1.weight`.
@@ -79,6 +81,8 @@ block resnet_stage(cin, cout, stride) {
 // linear1, linear2; so `resnet_2b() weights "resnet_2b.onnx"` binds that file's initializers.
 block resnet_2b() {
     input [3, 32, 32]
+    // The ONNX graphs expect normalised input; normalising here keeps ε in pixel units.
+    norm = normalize(cifar10_mean, cifar10_std)
     conv1 = conv2d(3, 8, kernel: 3, stride: 2, padding: 1)
     relu1 = relu
     layer1 = resnet_stage(8, 16, 2)
@@ -92,6 +96,8 @@ block resnet_2b() {
 // Tensor names as in resnet_4b.onnx (layer1 and layer2 hold two blocks each).
 block resnet_4b() {
     input [3, 32, 32]
+    // The ONNX graphs expect normalised input; normalising here keeps ε in pixel units.
+    norm = normalize(cifar10_mean, cifar10_std)
     conv1 = conv2d(3, 16, kernel: 3, stride: 2, padding: 1)
     relu1 = relu
     layer1 = resnet_stage(16, 32, 2)
