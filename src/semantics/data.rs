@@ -134,6 +134,21 @@ impl<'a> Checker<'a> {
                 value: 1.0,
             },
         };
+        let explicit_scale = d
+            .transforms
+            .iter()
+            .any(|t| matches!(t.kind, ast::TransformKind::Scale(_)));
+        if labeled
+            && !explicit_scale
+            && raw.images.iter().all(|x| *x <= 1.0)
+            && raw.images.iter().any(|x| x.fract() != 0.0)
+        {
+            self.diags.push(
+                Diagnostic::warning("E0312", format!("dataset `{}` looks already scaled to [0, 1]", d.name.name))
+                    .with_primary(call.span, "fractional pixels, none above 1")
+                    .with_help("files default to `| scale 1/255`; write `| scale 1` if the values are already in [0, 1]"),
+            );
+        }
         let data = self.select(d, raw, &selection, labeled)?;
         let images: Vec<f64> = data.images.iter().map(|x| x * scale.value).collect();
         if let Some(i) = images.iter().position(|x| !x.is_finite()) {
