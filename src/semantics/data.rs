@@ -92,7 +92,7 @@ impl<'a> Checker<'a> {
             let count = self.req(call, &args, "count")?;
             let count = self.as_positive(&count.0, count.1, "the noise count")?;
             let seed = self.req(call, &args, "seed")?;
-            let seed = self.as_usize(&seed.0, seed.1, "the seed")? as u64;
+            let seed = self.as_seed(&seed.0, seed.1)?;
             let numel: usize = shape.iter().product();
             let total = numel.checked_mul(count).filter(|t| *t <= 1 << 30);
             let Some(total) = total else {
@@ -416,13 +416,10 @@ impl<'a> Checker<'a> {
                         .and_then(|v| self.as_positive(&v, count.span, "the sample count"));
                     let s = self
                         .eval(module, seed, &locals)
-                        .and_then(|v| self.as_usize(&v, seed.span, "the seed"));
+                        .and_then(|v| self.as_seed(&v, seed.span));
                     match (c, s) {
                         (Some(count), Some(seed)) => {
-                            selection = Some(Selection::Sample {
-                                count,
-                                seed: seed as u64,
-                            })
+                            selection = Some(Selection::Sample { count, seed })
                         }
                         _ => ok = false,
                     }
