@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use upcc::diagnostics::{codes, render_ariadne, render_json, Diagnostic};
+use upcc::driver::command::{run_verify, OutputFormat, VerifyArgs};
 use upcc::semantics;
 use upcc::source::SourceMap;
 
@@ -52,7 +53,27 @@ enum Command {
     },
     /// Print the long explanation of a diagnostic code, e.g. `upcc explain E0211`.
     Explain { code: String },
-    // `upcc verify` (bounds, MILP, report) is added here by the driver work.
+    /// Certify every property: bounds, MILP, attacks, population bound; print a report.
+    Verify {
+        spec: PathBuf,
+        /// `json`: one JSON report on stdout.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Also write the JSON, sweep plots (SVG) and perturbations (.npy, .png) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not read or write the on-disk bound cache.
+        #[arg(long)]
+        no_cache: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReportFormat {
+    Table,
+    Json,
 }
 
 /// Exit codes: 0 ok, 1 errors reported, 2 usage or IO failure.
@@ -60,6 +81,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { spec, output } => check(&spec, &output),
+        Command::Verify {
+            spec,
+            format,
+            out,
+            no_cache,
+            output,
+        } => {
+            let args = VerifyArgs {
+                spec,
+                format: match format {
+                    ReportFormat::Table => OutputFormat::Human,
+                    ReportFormat::Json => OutputFormat::Json,
+                },
+                json_diagnostics: output.message_format == MessageFormat::Json,
+                color: use_color(output.color),
+                out_dir: out,
+                no_cache,
+                progress: std::io::stderr().is_terminal(),
+            };
+            ExitCode::from(run_verify(&args))
+        }
         Command::Explain { code } => match codes::explain(&code) {
             Some(text) => {
                 print!("{text}");
@@ -73,6 +115,14 @@ fn main() -> ExitCode {
     }
 }
 
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal(),
+    }
+}
+
 fn emit(sources: &SourceMap, diags: &[Diagnostic], output: &OutputArgs) {
     if diags.is_empty() {
         return;
@@ -80,12 +130,10 @@ fn emit(sources: &SourceMap, diags: &[Diagnostic], output: &OutputArgs) {
     match output.message_format {
         MessageFormat::Json => print!("{}", render_json(sources, diags)),
         MessageFormat::Human => {
-            let color = match output.color {
-                ColorChoice::Always => true,
-                ColorChoice::Never => false,
-                ColorChoice::Auto => std::io::stderr().is_terminal(),
-            };
-            eprint!("{}", render_ariadne(sources, diags, color));
+            eprint!(
+                "{}",
+                render_ariadne(sources, diags, use_color(output.color))
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 use ndarray::{array, Array1, Array2, ArrayView2};
 use upcc::attacks::testing::{self_labels, Mlp};
 use upcc::attacks::{
-    evaluate_delta, is_correct, run_attack, AttackError, AttackKind, AttackOptions, AttackResult,
-    Classifier, SplitMix64,
+    check_certificates, evaluate_delta, is_correct, run_attack, AttackError, AttackKind,
+    AttackOptions, AttackResult, Classifier, SoundnessViolation, SplitMix64,
 };
 use upcc::engine::DeltaBox;
 
@@ -77,11 +77,11 @@ fn linear_two_class_attacks_find_the_analytic_worst_corner() {
     }
 }
 
-/// Sample-wise PGD is exact on a multi-class linear model: sample i is robust iff for every j ≠ yᵢ,
+/// Sample-wise PGD is exact on a 10-class linear model: sample i is robust iff for every j ≠ yᵢ,
 /// (w_y − w_j)·xᵢ + b_y − b_j + min over the box of (w_y − w_j)·δ > 0.
 #[test]
 fn samplewise_pgd_matches_the_analytic_worst_case_of_a_linear_model() {
-    let (n, d, k) = (60, 8, 4);
+    let (n, d, k) = (60, 8, 10);
     let w = random_matrix(k, d, -1.0, 1.0, 21);
     let b = random_matrix(1, k, -0.2, 0.2, 22).row(0).to_owned();
     let model = Mlp::linear(w.clone(), b.clone()).unwrap();
@@ -105,15 +105,32 @@ fn samplewise_pgd_matches_the_analytic_worst_case_of_a_linear_model() {
         robust > 0 && robust < n,
         "test data must be informative: {robust}/{n}"
     );
-    let r = attack(
-        AttackKind::SamplewisePgd,
-        &model,
-        &x,
-        &y,
-        &bx,
-        &AttackOptions::default(),
+    // The exact sample-wise certificate (also a sound universal one) agrees with every attack.
+    let results: Vec<AttackResult> = AttackKind::ALL
+        .iter()
+        .map(|&kind| attack(kind, &model, &x, &y, &bx, &AttackOptions::default()))
+        .collect();
+    assert_eq!(check_certificates(&analytic, robust, &results), vec![]);
+    // Over-claiming by one sample is caught by the sample-wise attack.
+    let mut overclaim = analytic.clone();
+    let first_fooled = overclaim.iter().position(|&c| !c).unwrap();
+    overclaim[first_fooled] = true;
+    let violations = check_certificates(&overclaim, robust, &results);
+    assert!(violations.contains(&SoundnessViolation::CountAboveAttack {
+        attack: "samplewise_pgd".into(),
+        certified: robust + 1,
+        attacked: robust,
+        certificate: "sample-wise",
+    }));
+    assert!(
+        violations.contains(&SoundnessViolation::CertifiedSampleFooled {
+            attack: "samplewise_pgd".into(),
+            sample: first_fooled,
+        })
     );
-    assert_eq!(r.correct_mask(), &analytic[..]);
+    let samplewise = &results[4];
+    assert_eq!(samplewise.name(), "samplewise_pgd");
+    assert_eq!(samplewise.correct_mask(), &analytic[..]);
 }
 
 /// A ReLU MLP with a planted trigger: input 0 is 0 on every sample and drives a hidden unit that
@@ -331,6 +348,10 @@ fn bad_inputs_are_errors_not_panics() {
         evaluate_delta(&model, x.view(), &[0, 1], &[0.0]),
         Err(AttackError::Shape { .. })
     ));
+    assert!(matches!(
+        evaluate_delta(&model, x.view(), &[0, 1], &[0.0, f64::NAN, 0.0]),
+        Err(AttackError::NonFiniteDelta { coordinate: 1 })
+    ));
 }
 
 /// A classifier that breaks the trait's contract or returns NaN must not crash an attack.
@@ -403,5 +424,62 @@ fn an_empty_batch_has_no_correct_samples() {
         )
         .unwrap();
         assert_eq!(r.correct(), 0);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// On random networks and boxes (which may exclude 0): δ stays in the box, the mask is exact,
+    /// and no universal attack does worse than δ = 0 clamped into the box.
+    #[test]
+    fn random_problems_keep_the_attack_invariants(seed in 0u64..1_000_000) {
+        let mut rng = SplitMix64::new(seed);
+        let d = 3 + (rng.next_u64() % 4) as usize;
+        let model = Mlp::random(&[d, 6, 3], seed).unwrap();
+        let x = random_matrix(8, d, -1.0, 1.0, seed + 1);
+        let y: Vec<usize> = (0..8).map(|_| (rng.next_u64() % 3) as usize).collect();
+        let lo = Array1::from_shape_fn(d, |_| rng.uniform(-0.5, 0.2));
+        let hi = Array1::from_shape_fn(d, |k| lo[k] + rng.uniform(0.0, 0.6));
+        let bx = DeltaBox { lo, hi };
+        let start: Vec<f64> = (0..d).map(|k| 0.0f64.clamp(bx.lo[k], bx.hi[k])).collect();
+        let at_start = count(&evaluate_delta(&model, x.view(), &y, &start).unwrap());
+        let opts = AttackOptions { steps: 15, restarts: 2, seed, ..AttackOptions::default() };
+        for kind in AttackKind::ALL {
+            match attack(kind, &model, &x, &y, &bx, &opts) {
+                AttackResult::Universal(u) => {
+                    proptest::prop_assert!(u.delta.iter().enumerate().all(|(k, &v)| bx.lo[k] <= v && v <= bx.hi[k]));
+                    let replay = evaluate_delta(&model, x.view(), &y, &u.delta).unwrap();
+                    proptest::prop_assert_eq!(&replay, &u.correct_mask);
+                    proptest::prop_assert!(u.correct <= at_start, "{} worse than the start", kind);
+                }
+                AttackResult::Samplewise(s) => {
+                    for (i, row) in s.deltas.outer_iter().enumerate() {
+                        proptest::prop_assert!(row.iter().enumerate().all(|(k, &v)| bx.lo[k] <= v && v <= bx.hi[k]));
+                        let z = model.logits((&x.row(i) + &row).insert_axis(ndarray::Axis(0)).view());
+                        proptest::prop_assert_eq!(is_correct(z.row(0), y[i]), s.correct_mask[i]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_steps_return_the_start() {
+    let model = Mlp::random(&[5, 8, 3], 101).unwrap();
+    let x = random_matrix(10, 5, 0.0, 1.0, 102);
+    let y = self_labels(&model, x.view());
+    let bx = DeltaBox::linf(5, 0.2);
+    let opts = AttackOptions {
+        steps: 0,
+        ..AttackOptions::default()
+    };
+    for kind in [AttackKind::Pgd, AttackKind::DfUap, AttackKind::AdvUap] {
+        let AttackResult::Universal(u) = attack(kind, &model, &x, &y, &bx, &opts) else {
+            panic!("{kind} is universal");
+        };
+        assert_eq!(u.delta, vec![0.0; 5], "{kind}");
+        assert_eq!(u.correct, 10, "{kind}");
     }
 }

@@ -289,10 +289,10 @@ fn bounds_never_exceed_exact_enumeration() {
         let crown = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
         let alpha = margin_bounds(&graph, x.view(), &labels, &delta, &ALPHA).unwrap();
         let ibp = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Ibp).unwrap();
-        for i in 0..2 {
+        for (i, &label) in labels.iter().enumerate() {
             let xi = x.row(i).to_owned();
             for (r, &j) in crown.samples[i].others.iter().enumerate() {
-                let exact = exact_min_margin(&graph, &xi, &delta, labels[i], j);
+                let exact = exact_min_margin(&graph, &xi, &delta, label, j);
                 assert!(exact.is_finite());
                 for b in [&crown, &alpha, &ibp] {
                     let lower = b.samples[i].samplewise_lower[r];
@@ -389,11 +389,36 @@ fn bad_requests_are_errors_not_panics() {
         &m,
     )
     .unwrap_err();
-    match err {
+    match &err {
         EngineError::Unsupported { node, op, .. } => {
             assert_eq!(node, "maxpool1");
-            assert_eq!(op, "maxpool");
+            assert_eq!(*op, "maxpool");
+            let diag = err.to_diagnostic();
+            assert_eq!(diag.code, "E0401");
+            assert!(diag.message.contains("maxpool1"));
         }
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn dead_branches_are_ignored() {
+    let mut rng = Rng::new(13);
+    let mut b = GraphBuilder::new(&[4]);
+    let h = b.random_linear(&mut rng, GraphBuilder::INPUT, 6);
+    let h = b.relu(h);
+    let dead = b.random_linear(&mut rng, h, 3);
+    let _dead = b.relu(dead);
+    let out = b.random_linear(&mut rng, h, 3);
+    let graph = b.finish(out);
+    validate(&graph).unwrap();
+    let pruned = upcc::ir::passes::remove_dead(&graph);
+    let x = random_inputs(&mut rng, 2, 4);
+    let labels = predicted(&graph, &x);
+    let delta = DeltaBox::linf(4, 0.1);
+    for m in [BoundMethod::Ibp, BoundMethod::Crown, ALPHA] {
+        let full = margin_bounds(&graph, x.view(), &labels, &delta, &m).unwrap();
+        let small = margin_bounds(&pruned, x.view(), &labels, &delta, &m).unwrap();
+        assert_eq!(full, small);
     }
 }

@@ -1,5 +1,8 @@
 //! Theorem 2: t*(ξ, n) against independently computed roots, and its properties.
 
+// The reference digits are kept as mpmath printed them.
+#![allow(clippy::excessive_precision)]
+
 use upcc::population::{arp_curve, arp_lower_bound, t_star, t_star_curve};
 
 /// Roots of (1+4t)·ln(1+4t) − 4t = 4·ln(1/ξ)/n computed with mpmath at 40 digits:

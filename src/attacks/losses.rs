@@ -18,7 +18,7 @@ pub enum Loss {
     NegCrossEntropy { label: usize },
     /// Cross-entropy towards a target class.
     TargetCrossEntropy { target: usize },
-    /// Cosine similarity with the clean logits (index into the clean logits is the sample's).
+    /// Cosine similarity with the sample's clean logits.
     Cosine,
 }
 
@@ -109,6 +109,17 @@ pub fn argmax(z: ArrayView1<f64>) -> usize {
         }
     }
     best
+}
+
+/// −1, 0 or 1; 0 for NaN.
+pub fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
 }
 
 fn softmax(z: ArrayView1<f64>) -> (f64, Array1<f64>) {

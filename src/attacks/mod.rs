@@ -1,14 +1,18 @@
 //! Universal adversarial attacks (DF-UAP, Cos-UAP, Adv-UAP, PGD) and sample-wise PGD.
 //!
-//! Attacks give *upper* bounds on robust accuracy: the driver checks every certificate against them.
-//! They query the network only through [`Classifier`] (batched logits and input VJPs), so each step
-//! costs one batched forward and one batched VJP. Every attack is seeded and deterministic, keeps δ
-//! inside the [`DeltaBox`] (projection by clamping), and reports the accuracy evaluated exactly at
-//! the δ it returns: a sample is correct only when its label's logit is strictly the largest.
+//! Attacks give *upper* bounds on robust accuracy: [`check_certificates`] compares certificates
+//! with them, and [`evaluate_delta`] replays any shared δ (an attack's or a solver's) on the network.
+//! Attacks query the network only through [`Classifier`]; each step costs one batched forward and
+//! one batched VJP (fused by [`Classifier::logits_and_input_gradient`]). Every attack is seeded and
+//! deterministic, keeps δ inside the [`DeltaBox`] (projection by clamping), and reports accuracy
+//! evaluated exactly at the δ it returns: a sample is correct only when its label's logit is
+//! strictly the largest (a tie is not robust). Universal attacks return the best δ they evaluated,
+//! and they always evaluate δ = 0 clamped into the box, so they never do worse than it.
 
 mod losses;
 mod rng;
 mod samplewise;
+mod soundness;
 pub mod testing;
 mod universal;
 
@@ -20,6 +24,7 @@ use crate::engine::DeltaBox;
 
 pub use losses::is_correct;
 pub use rng::SplitMix64;
+pub use soundness::{check_certificates, SoundnessViolation};
 
 /// A classifier the attacks can query: batched logits and input gradients.
 pub trait Classifier: Sync {
@@ -29,6 +34,21 @@ pub trait Classifier: Sync {
     fn logits(&self, inputs: ArrayView2<f64>) -> Array2<f64>;
     /// Gradient wrt the inputs of Σᵢ ⟨grad_logits[i], logits(inputs)[i]⟩; returns `[n, d]`.
     fn input_gradient(&self, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Array2<f64>;
+
+    /// One attack step's queries: the logits of `inputs`, then the input gradient for the logit
+    /// gradient that `grad_of` computes from those logits. The default calls [`Classifier::logits`]
+    /// and [`Classifier::input_gradient`]; an implementation that keeps its forward activations can
+    /// override it to skip the VJP's second forward pass.
+    fn logits_and_input_gradient(
+        &self,
+        inputs: ArrayView2<f64>,
+        grad_of: &mut dyn FnMut(&Array2<f64>) -> Array2<f64>,
+    ) -> (Array2<f64>, Array2<f64>) {
+        let logits = self.logits(inputs.reborrow());
+        let grad_logits = grad_of(&logits);
+        let gradient = self.input_gradient(inputs, grad_logits.view());
+        (logits, gradient)
+    }
 }
 
 /// The attacks, named as in the spec language.
@@ -193,6 +213,10 @@ pub enum AttackError {
     NonFiniteInput {
         sample: usize,
     },
+    /// A δ given to [`evaluate_delta`] has a non-finite coordinate.
+    NonFiniteDelta {
+        coordinate: usize,
+    },
     /// A box bound is not finite or `lo > hi`.
     BadBox {
         coordinate: usize,
@@ -223,6 +247,9 @@ impl fmt::Display for AttackError {
             }
             AttackError::NonFiniteInput { sample } => {
                 write!(f, "sample {sample} has a non-finite input value")
+            }
+            AttackError::NonFiniteDelta { coordinate } => {
+                write!(f, "perturbation coordinate {coordinate} is not finite")
             }
             AttackError::BadBox { coordinate, lo, hi } => write!(
                 f,
@@ -282,6 +309,9 @@ pub fn evaluate_delta<C: Classifier + ?Sized>(
 ) -> Result<Vec<bool>, AttackError> {
     let d = classifier.input_dim();
     check_len("delta length", d, delta.len())?;
+    if let Some(coordinate) = delta.iter().position(|v| !v.is_finite()) {
+        return Err(AttackError::NonFiniteDelta { coordinate });
+    }
     check_inputs(classifier, inputs, labels)?;
     let delta = ArrayView1::from(delta);
     let logits = checked_logits(classifier, (&inputs + &delta).view())?;
@@ -391,12 +421,37 @@ impl<'a, C: Classifier + ?Sized> Problem<'a, C> {
         checked_logits(self.classifier, x.view())
     }
 
-    pub fn gradient(
+    /// Logits of `x` and the input gradient of Σᵢ ⟨grad_of(logits)[i], logits[i]⟩. `grad_of` only
+    /// sees logits of the right shape; non-finite gradient entries become 0 (they carry no
+    /// direction, and dropping them keeps δ finite).
+    pub fn logits_and_gradient(
         &self,
         x: &Array2<f64>,
-        grad_logits: &Array2<f64>,
-    ) -> Result<Array2<f64>, AttackError> {
-        checked_gradient(self.classifier, x.view(), grad_logits.view())
+        mut grad_of: impl FnMut(&Array2<f64>) -> Array2<f64>,
+    ) -> Result<(Array2<f64>, Array2<f64>), AttackError> {
+        let expected = (x.nrows(), self.num_classes());
+        let mut bad_shape = None;
+        let mut checked = |logits: &Array2<f64>| {
+            if logits.dim() == expected {
+                grad_of(logits)
+            } else {
+                bad_shape = Some(logits.dim());
+                Array2::zeros(expected)
+            }
+        };
+        let (logits, mut g) = self
+            .classifier
+            .logits_and_input_gradient(x.view(), &mut checked);
+        if let Some((rows, cols)) = bad_shape {
+            check_len("classifier logit rows", expected.0, rows)?;
+            check_len("classifier logit columns", expected.1, cols)?;
+        }
+        check_len("classifier logit rows", expected.0, logits.nrows())?;
+        check_len("classifier logit columns", expected.1, logits.ncols())?;
+        check_len("classifier gradient rows", x.nrows(), g.nrows())?;
+        check_len("classifier gradient columns", x.ncols(), g.ncols())?;
+        g.mapv_inplace(|v| if v.is_finite() { v } else { 0.0 });
+        Ok((logits, g))
     }
 }
 
@@ -451,19 +506,6 @@ fn checked_logits<C: Classifier + ?Sized>(
         logits.ncols(),
     )?;
     Ok(logits)
-}
-
-fn checked_gradient<C: Classifier + ?Sized>(
-    classifier: &C,
-    x: ArrayView2<f64>,
-    grad_logits: ArrayView2<f64>,
-) -> Result<Array2<f64>, AttackError> {
-    let mut g = classifier.input_gradient(x, grad_logits);
-    check_len("classifier gradient rows", x.nrows(), g.nrows())?;
-    check_len("classifier gradient columns", x.ncols(), g.ncols())?;
-    // A non-finite gradient entry carries no direction; dropping it keeps δ finite.
-    g.mapv_inplace(|v| if v.is_finite() { v } else { 0.0 });
-    Ok(g)
 }
 
 pub(crate) fn correct_mask(logits: &Array2<f64>, labels: &[usize]) -> Vec<bool> {

@@ -55,23 +55,9 @@ impl Mlp {
     }
 }
 
-impl Classifier for Mlp {
-    fn input_dim(&self) -> usize {
-        self.layers[0].0.ncols()
-    }
-
-    fn num_classes(&self) -> usize {
-        self.layers[self.layers.len() - 1].0.nrows()
-    }
-
-    fn logits(&self, inputs: ArrayView2<f64>) -> Array2<f64> {
-        self.forward(inputs)
-            .pop()
-            .unwrap_or_else(|| Array2::zeros((0, 0)))
-    }
-
-    fn input_gradient(&self, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Array2<f64> {
-        let pre = self.forward(inputs);
+impl Mlp {
+    /// The VJP through the layers, given the pre-activations of the forward pass.
+    fn backward(&self, pre: &[Array2<f64>], grad_logits: ArrayView2<f64>) -> Array2<f64> {
         let mut g = grad_logits.to_owned();
         for l in (0..self.layers.len()).rev() {
             if l + 1 < self.layers.len() {
@@ -88,13 +74,46 @@ impl Classifier for Mlp {
     }
 }
 
+impl Classifier for Mlp {
+    fn input_dim(&self) -> usize {
+        self.layers[0].0.ncols()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.layers[self.layers.len() - 1].0.nrows()
+    }
+
+    fn logits(&self, inputs: ArrayView2<f64>) -> Array2<f64> {
+        self.forward(inputs)
+            .pop()
+            .unwrap_or_else(|| Array2::zeros((0, 0)))
+    }
+
+    fn input_gradient(&self, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Array2<f64> {
+        self.backward(&self.forward(inputs), grad_logits)
+    }
+
+    /// One forward pass serves both the logits and the VJP.
+    fn logits_and_input_gradient(
+        &self,
+        inputs: ArrayView2<f64>,
+        grad_of: &mut dyn FnMut(&Array2<f64>) -> Array2<f64>,
+    ) -> (Array2<f64>, Array2<f64>) {
+        let pre = self.forward(inputs);
+        let logits = pre[pre.len() - 1].clone();
+        let grad_logits = grad_of(&logits);
+        let gradient = self.backward(&pre, grad_logits.view());
+        (logits, gradient)
+    }
+}
+
 /// Rows of `inputs` labelled by the classifier's own clean prediction (so clean accuracy is 100%
 /// up to ties), convenient for attack tests.
 pub fn self_labels(classifier: &impl Classifier, inputs: ArrayView2<f64>) -> Vec<usize> {
     classifier
         .logits(inputs)
         .axis_iter(Axis(0))
-        .map(|z| super::losses::argmax(z))
+        .map(super::losses::argmax)
         .collect()
 }
 
@@ -126,6 +145,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn fused_step_matches_separate_queries() {
+        let mlp = Mlp::random(&[4, 6, 3], 5).unwrap();
+        let x = Array2::from_shape_fn((3, 4), |(i, k)| (i as f64 - k as f64) / 3.0);
+        let grad_of = |z: &Array2<f64>| z.mapv(|v| v * v);
+        let (logits, g) = mlp.logits_and_input_gradient(x.view(), &mut |z| grad_of(z));
+        let separate = mlp.logits(x.view());
+        assert_eq!(logits, separate);
+        assert_eq!(g, mlp.input_gradient(x.view(), grad_of(&separate).view()));
     }
 
     #[test]

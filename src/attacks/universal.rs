@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, Axis};
 
-use super::losses::{loss_and_grad, Loss};
+use super::losses::{argmax, loss_and_grad, max_other, sign, Loss};
 use super::samplewise::descend_each;
 use super::{correct_mask, AttackError, Classifier, PgdLoss, Problem, SplitMix64};
 
@@ -43,7 +43,8 @@ impl Best {
 type Outcome = Result<(Array1<f64>, Vec<bool>), AttackError>;
 
 /// Minimises Σᵢ loss(i) over the shared δ for `steps` steps from `start`, offering every evaluated
-/// δ (the start and each iterate) to `best`. `clean` holds the clean logits for `Loss::Cosine`. Returns the final iterate.
+/// δ (the start and each iterate) to `best`; stops early once `best` fools every sample. `clean`
+/// holds the clean logits for `Loss::Cosine`. Returns the last iterate.
 fn descend<C: Classifier + ?Sized>(
     p: &Problem<C>,
     start: Array1<f64>,
@@ -60,15 +61,20 @@ fn descend<C: Classifier + ?Sized>(
     let mut v = Array1::<f64>::zeros(d);
     for t in 1..=steps {
         let x = p.perturbed_shared(&delta);
-        let logits = p.logits(&x)?;
-        best.offer(&delta, correct_mask(&logits, p.labels));
-        let mut grad_logits = Array2::zeros(logits.raw_dim());
-        for i in 0..n {
-            let clean_row = clean.map_or(logits.row(i), |c| c.row(i));
-            let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean_row);
-            grad_logits.row_mut(i).assign(&g);
+        let (_, g) = p.logits_and_gradient(&x, |logits| {
+            best.offer(&delta, correct_mask(logits, p.labels));
+            let mut grad_logits = Array2::zeros(logits.raw_dim());
+            for i in 0..n {
+                let clean_row = clean.map_or(logits.row(i), |c| c.row(i));
+                let (_, g) = loss_and_grad(loss_for(i), logits.row(i), clean_row);
+                grad_logits.row_mut(i).assign(&g);
+            }
+            grad_logits
+        })?;
+        if best.correct == 0 {
+            return Ok(delta);
         }
-        let g = p.gradient(&x, &grad_logits)?.sum_axis(Axis(0));
+        let g = g.sum_axis(Axis(0));
         match rule {
             StepRule::Sign => {
                 for k in 0..d {
@@ -95,16 +101,6 @@ fn descend<C: Classifier + ?Sized>(
     let logits = p.logits(&p.perturbed_shared(&delta))?;
     best.offer(&delta, correct_mask(&logits, p.labels));
     Ok(delta)
-}
-
-fn sign(x: f64) -> f64 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
 }
 
 /// Offers δ = 0 (clamped into the box) to the best, then runs `restart` once per restart and
@@ -217,15 +213,10 @@ pub(crate) fn adv_uap<C: Classifier + ?Sized>(p: &Problem<C>) -> Outcome {
         )?;
         let mut targets = Vec::with_capacity(n);
         let mut sum = Array1::<f64>::zeros(start.len());
-        for i in 0..n {
-            let (delta_i, target) = match &fooling[i] {
-                Some((delta_i, logits_i)) => {
-                    (delta_i.view(), super::losses::argmax(logits_i.view()))
-                }
-                None => (
-                    last.row(i),
-                    super::losses::max_other(last_logits.row(i), p.labels[i]).0,
-                ),
+        for (i, fooled) in fooling.iter().enumerate() {
+            let (delta_i, target) = match fooled {
+                Some((delta_i, logits_i)) => (delta_i.view(), argmax(logits_i.view())),
+                None => (last.row(i), max_other(last_logits.row(i), p.labels[i]).0),
             };
             sum += &delta_i;
             targets.push(target);

@@ -31,7 +31,10 @@ pub struct VerifyArgs {
 /// Exit codes: 0 every property ran, 1 diagnostics, 2 usage or IO failure.
 pub fn run_verify(args: &VerifyArgs) -> u8 {
     if !args.spec.is_file() {
-        eprintln!("error: cannot read spec `{}`: no such file", args.spec.display());
+        eprintln!(
+            "error: cannot read spec `{}`: no such file",
+            args.spec.display()
+        );
         return 2;
     }
     let (sources, checked) = semantics::check_file(&args.spec);
@@ -104,7 +107,13 @@ pub fn cache_dir() -> PathBuf {
 
 fn file_stem(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -118,21 +127,46 @@ fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()>
         }
     }
     for property in properties {
-        let rows: Vec<&EpsResult> = run.results.iter().filter(|r| r.property == property).collect();
+        let rows: Vec<&EpsResult> = run
+            .results
+            .iter()
+            .filter(|r| r.property == property)
+            .collect();
         if rows.len() > 1 {
-            std::fs::write(dir.join(format!("{}_sweep.svg", file_stem(property))), render_sweep_svg(&rows))?;
+            std::fs::write(
+                dir.join(format!("{}_sweep.svg", file_stem(property))),
+                render_sweep_svg(&rows),
+            )?;
         }
     }
     for (k, row) in run.results.iter().enumerate() {
-        let stem = format!("{}_eps{}", file_stem(&row.property), file_stem(&row.eps_text));
+        let stem = format!(
+            "{}_eps{}",
+            file_stem(&row.property),
+            file_stem(&row.eps_text)
+        );
         if let Some((shape, delta)) = &run.deltas[k] {
             write_npy(&dir.join(format!("{stem}_delta.npy")), shape, delta)?;
-            write_delta_png(&dir.join(format!("{stem}_delta.png")), shape, delta, row.eps, 8)?;
+            write_delta_png(
+                &dir.join(format!("{stem}_delta.png")),
+                shape,
+                delta,
+                row.eps,
+                8,
+            )?;
         }
         for (attack, delta) in &run.attack_deltas[k] {
-            let shape = run.deltas[k].as_ref().map_or(vec![delta.len()], |(s, _)| s.clone());
+            let shape = run.deltas[k]
+                .as_ref()
+                .map_or(vec![delta.len()], |(s, _)| s.clone());
             write_npy(&dir.join(format!("{stem}_{attack}.npy")), &shape, delta)?;
-            write_delta_png(&dir.join(format!("{stem}_{attack}.png")), &shape, delta, row.eps, 8)?;
+            write_delta_png(
+                &dir.join(format!("{stem}_{attack}.png")),
+                &shape,
+                delta,
+                row.eps,
+                8,
+            )?;
         }
     }
     Ok(())

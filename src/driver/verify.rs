@@ -11,7 +11,7 @@ use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
 use crate::milp::{self, MilpOptions};
 use crate::population;
 use crate::semantics::{
-    Attack, BoundsOption, CheckedDataset, CheckedProgram, CheckedProperty, Epsilon,
+    Attack, BoundsOption, CheckedDataset, CheckedProgram, CheckedProperty, Epsilon, Exact,
     PerturbationKind, PropertyKind, SolverKind,
 };
 use ndarray::{Array2, ArrayView2};
@@ -132,12 +132,21 @@ pub fn delta_box(eps: &Epsilon, input_shape: &[usize]) -> DeltaBox {
     }
 }
 
-/// ε as written (`6/255`, or `[1/255, 2/255, 3/255]` per channel), and its largest radius.
+/// A radius in pixel units: over 255 when that is exact (`6/255`, not `2/85`).
+fn pixel_fraction(e: &Exact) -> String {
+    if e.den > 1 && 255 % e.den == 0 {
+        format!("{}/255", e.num * (255 / e.den))
+    } else {
+        e.to_string()
+    }
+}
+
+/// ε as text (`6/255`, or `[1/255, 2/255, 3/255]` per channel), and its largest radius.
 pub fn eps_text(eps: &Epsilon) -> (String, f64) {
     match eps {
-        Epsilon::Uniform(e) => (e.to_string(), e.value),
+        Epsilon::Uniform(e) => (pixel_fraction(e), e.value),
         Epsilon::PerChannel(per) => {
-            let parts: Vec<String> = per.iter().map(|e| e.to_string()).collect();
+            let parts: Vec<String> = per.iter().map(pixel_fraction).collect();
             let max = per.iter().map(|e| e.value).fold(0.0, f64::max);
             (format!("[{}]", parts.join(", ")), max)
         }

@@ -4,6 +4,7 @@
 use super::cache::{BoundCache, Intermediate};
 use super::linop;
 use super::{BoundMethod, DeltaBox, MarginBounds, SampleBounds};
+use crate::diagnostics::Diagnostic;
 use crate::ir::{Graph, NodeId, Op};
 use crate::source::Span;
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
@@ -49,6 +50,27 @@ impl fmt::Display for EngineError {
 }
 
 impl std::error::Error for EngineError {}
+
+impl EngineError {
+    /// Stable codes: E0401 unsupported op, E0402 invalid request, E0403 non-finite value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Unsupported { .. } => "E0401",
+            EngineError::InvalidInput(_) => "E0402",
+            EngineError::NonFinite(_) => "E0403",
+        }
+    }
+
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let d = Diagnostic::error(self.code(), self.to_string());
+        match self {
+            EngineError::Unsupported { origin: Some(span), op, .. } => d
+                .with_primary(*span, format!("`{op}` declared here"))
+                .with_help("max pooling has no sound linear relaxation in upcc; use average pooling or a strided conv"),
+            _ => d,
+        }
+    }
+}
 
 fn unsupported(graph: &Graph) -> Result<(), EngineError> {
     for node in &graph.nodes {
@@ -201,20 +223,16 @@ impl GraphInfo {
         // 0: elementwise function of the input, 1: one mixing affine op after that, 2: other.
         let mut class = vec![2u8; n];
         for (k, node) in graph.nodes.iter().enumerate() {
-            if let Op::Relu = node.op {
-                if live[k] {
-                    relu_input[node.inputs[0].index()] = true;
-                }
+            if matches!(node.op, Op::Relu) && live[k] {
+                relu_input[node.inputs[0].index()] = true;
             }
             class[k] = match node.op {
                 Op::Input => 0,
                 Op::ChannelAffine { .. } | Op::Reshape => class[node.inputs[0].index()],
-                Op::Linear { .. } | Op::Conv2d { .. } | Op::AvgPool { .. } => {
-                    if class[node.inputs[0].index()] == 0 {
-                        1
-                    } else {
-                        2
-                    }
+                Op::Linear { .. } | Op::Conv2d { .. } | Op::AvgPool { .. }
+                    if class[node.inputs[0].index()] == 0 =>
+                {
+                    1
                 }
                 _ => 2,
             };
@@ -294,32 +312,60 @@ fn back_substitute(
             let p = node.inputs[0].index();
             let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
             let alpha = alphas.and_then(|al| al[id].as_ref());
-            let mut a_in = a.clone();
+            // Per neuron: lower slope, upper slope, upper intercept; stable neurons are exact.
+            let count = l.len();
+            let (mut lower, mut upper, mut intercept) =
+                (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
+            let mut unstable = vec![false; count];
+            for n in 0..count {
+                let (ln, un) = (l[n], u[n]);
+                if un <= 0.0 {
+                    continue;
+                }
+                if ln >= 0.0 {
+                    lower[n] = 1.0;
+                    upper[n] = 1.0;
+                } else {
+                    let slope = un / (un - ln);
+                    lower[n] = crown_lower_slope(ln, un);
+                    upper[n] = slope;
+                    intercept[n] = -ln * slope;
+                    unstable[n] = true;
+                }
+            }
+            if keep_relu_a {
+                relu_a[id] = Some(a.clone());
+            }
+            let mut a_in = a;
             for (r, mut row) in a_in.axis_iter_mut(Axis(0)).enumerate() {
+                let row = row.as_slice_mut().expect("contiguous rows");
                 let mut brow = 0.0;
                 let mut mrow = 0.0;
-                for n in 0..row.len() {
-                    let (ln, un) = (l[n], u[n]);
-                    let coef = row[n];
-                    row[n] = if un <= 0.0 {
-                        0.0
-                    } else if ln >= 0.0 {
-                        coef
-                    } else if coef >= 0.0 {
-                        coef * alpha.map_or_else(|| crown_lower_slope(ln, un), |al| al[[r, n]])
-                    } else {
-                        let slope = un / (un - ln);
-                        let term = coef * (-ln * slope);
-                        brow += term;
-                        mrow += term.abs();
-                        coef * slope
-                    };
+                match alpha {
+                    None => {
+                        for (((c, &lo), &up), &t) in
+                            row.iter_mut().zip(&lower).zip(&upper).zip(&intercept)
+                        {
+                            let (pos, neg) = (c.max(0.0), c.min(0.0));
+                            brow += neg * t;
+                            mrow -= neg * t;
+                            *c = pos * lo + neg * up;
+                        }
+                    }
+                    Some(al) => {
+                        let al = al.row(r);
+                        for n in 0..count {
+                            let c = row[n];
+                            let (pos, neg) = (c.max(0.0), c.min(0.0));
+                            let lo = if unstable[n] { al[n] } else { lower[n] };
+                            brow += neg * intercept[n];
+                            mrow -= neg * intercept[n];
+                            row[n] = pos * lo + neg * upper[n];
+                        }
+                    }
                 }
                 bias[r] += brow;
                 mag[r] += mrow;
-            }
-            if keep_relu_a {
-                relu_a[id] = Some(a);
             }
             accumulate(&mut pending[p], a_in);
         } else {
@@ -403,7 +449,11 @@ pub(crate) fn sample_intermediate(
 ) -> Result<Intermediate, EngineError> {
     let n = graph.nodes.len();
     let mut bounds: Vec<Option<Interval>> = vec![None; n];
-    bounds[0] = Some((&x0 + &delta.lo, &x0 + &delta.hi));
+    // x0 + lo may round up (x0 + hi down): widen so the interval holds the real sums.
+    let (mut lo, mut hi) = (&x0 + &delta.lo, &x0 + &delta.hi);
+    let scale = x0.mapv(f64::abs) + delta.lo.mapv(f64::abs) + delta.hi.mapv(f64::abs);
+    widen(&mut lo, &mut hi, &scale);
+    bounds[0] = Some((lo, hi));
     for id in 1..n {
         if !info.live[id] {
             continue;

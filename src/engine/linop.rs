@@ -5,6 +5,7 @@
 
 use crate::ir::{Graph, Node, Op};
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Geometry of a conv or pooling window op.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +50,18 @@ impl Window {
         self.ho * self.wo
     }
 
+    /// Kernel rows `ki` whose input row for output row `oh` lies inside the image.
+    #[inline]
+    fn rows_inside(&self, oh: usize) -> std::ops::Range<usize> {
+        tap_range(oh * self.sh, self.ph, self.kh, self.h)
+    }
+
+    /// Kernel columns `kj` whose input column for output column `ow` lies inside the image.
+    #[inline]
+    fn cols_inside(&self, ow: usize) -> std::ops::Range<usize> {
+        tap_range(ow * self.sw, self.pw, self.kw, self.w)
+    }
+
     /// Input coordinate of output position (oh, ow) and kernel tap (ki, kj), if inside.
     #[inline]
     pub fn tap(&self, oh: usize, ow: usize, ki: usize, kj: usize) -> Option<(usize, usize)> {
@@ -56,6 +69,21 @@ impl Window {
         let iw = (ow * self.sw + kj).checked_sub(self.pw)?;
         (ih < self.h && iw < self.w).then_some((ih, iw))
     }
+}
+
+/// Taps k in 0..kernel with `start + k − pad` in `0..size`.
+#[inline]
+fn tap_range(start: usize, pad: usize, kernel: usize, size: usize) -> std::ops::Range<usize> {
+    let lo = pad.saturating_sub(start);
+    let hi = (size + pad).saturating_sub(start).min(kernel);
+    lo..hi.max(lo)
+}
+
+/// Floating-point operations done in GEMMs so far (for benchmarks' GFLOP/s).
+pub static GEMM_FLOPS: AtomicU64 = AtomicU64::new(0);
+
+fn count_gemm(m: usize, k: usize, n: usize) {
+    GEMM_FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
 }
 
 /// Max elements of one im2col buffer; bounds memory for big layers.
@@ -134,17 +162,26 @@ fn col2im_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2
     let n = out.nrows();
     let p = g.positions();
     let kk = g.kh * g.kw;
+    let plane = g.h * g.w;
+    let cols = cols.as_standard_layout();
+    let cols = cols.as_slice().expect("contiguous");
+    let width = cols.len() / (n * p).max(1);
     for s in 0..n {
         let mut os = out.row_mut(s);
+        let os = os.as_slice_mut().expect("contiguous rows");
         for oh in 0..g.ho {
+            let krange = g.rows_inside(oh);
             for ow in 0..g.wo {
-                let row = cols.row(s * p + oh * g.wo + ow);
-                for ki in 0..g.kh {
-                    for kj in 0..g.kw {
-                        if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
-                            for ci in 0..g.cin {
-                                os[ci * g.h * g.w + ih * g.w + iw] += row[ci * kk + ki * g.kw + kj];
-                            }
+                let jrange = g.cols_inside(ow);
+                let len = jrange.len();
+                let row = &cols[(s * p + oh * g.wo + ow) * width..][..width];
+                for ci in 0..g.cin {
+                    for ki in krange.clone() {
+                        let ih = oh * g.sh + ki - g.ph;
+                        let o = ci * plane + ih * g.w + ow * g.sw + jrange.start - g.pw;
+                        let c = ci * kk + ki * g.kw + jrange.start;
+                        for (dst, src) in os[o..o + len].iter_mut().zip(&row[c..c + len]) {
+                            *dst += src;
                         }
                     }
                 }
@@ -172,6 +209,7 @@ fn conv_forward(
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
         let cols = im2col(g, x.slice(s![start..end, ..]));
+        count_gemm(cols.nrows(), cols.ncols(), cout);
         let res = cols.dot(&wmat.t()); // [m*P, cout]
         for (local, s) in (start..end).enumerate() {
             let mut o = out.row_mut(s);
@@ -186,36 +224,138 @@ fn conv_forward(
     out
 }
 
-/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`.
-fn conv_transpose(g: &Window, wmat: &Array2<f64>, a: ArrayView2<f64>) -> Array2<f64> {
+/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`, with the bias terms. Sparse
+/// rows (e.g. the local functionals of intermediate neurons) are scattered directly from their
+/// nonzeros; dense rows go through one GEMM.
+fn conv_pullback(
+    g: &Window,
+    weight: &ndarray::Array4<f64>,
+    bias: &Array1<f64>,
+    a: ArrayView2<f64>,
+) -> Pullback {
     let rows = a.nrows();
-    let cout = wmat.nrows();
+    let cols_n = a.ncols();
     let p = g.positions();
     let mut out = Array2::<f64>::zeros((rows, g.cin * g.h * g.w));
-    let step = chunk_rows(p * wmat.ncols().max(cout));
-    for start in (0..rows).step_by(step) {
-        let end = (start + step).min(rows);
-        let m = end - start;
-        // [m, cout, P] -> [m, P, cout] -> [m*P, cout]
-        let chunk = a.slice(s![start..end, ..]);
-        let chunk3 = chunk.to_shape((m, cout, p)).expect("row-major chunk");
-        let at = chunk3
-            .permuted_axes([0, 2, 1])
-            .as_standard_layout()
-            .into_owned();
-        let at = at.into_shape_with_order((m * p, cout)).expect("contiguous");
-        let cols = at.dot(wmat); // [m*P, cin*kk]
-        col2im_add(g, cols.view(), out.slice_mut(s![start..end, ..]));
+    let mut bias_term = Array1::<f64>::zeros(rows);
+    let mut bias_mag = Array1::<f64>::zeros(rows);
+    let mut dense = Vec::new();
+    let wflat = weight.as_slice().expect("contiguous conv weight");
+    let mut nonzeros = Vec::with_capacity(cols_n);
+    for r in 0..rows {
+        let row = a.row(r);
+        let row = row.as_slice().expect("contiguous rows");
+        // Branch-free compaction of the nonzero positions.
+        nonzeros.resize(cols_n + 1, 0);
+        let mut count = 0;
+        for (i, v) in row.iter().enumerate() {
+            nonzeros[count] = i;
+            count += (*v != 0.0) as usize;
+        }
+        nonzeros.truncate(count);
+        if nonzeros.len() * 4 < cols_n {
+            let (mut b, mut m) = (0.0, 0.0);
+            for &i in &nonzeros {
+                let t = row[i] * bias[i / p];
+                b += t;
+                m += t.abs();
+            }
+            bias_term[r] = b;
+            bias_mag[r] = m;
+            scatter_row(g, wflat, row, &nonzeros, out.row_mut(r));
+        } else {
+            let (mut b, mut m) = (0.0, 0.0);
+            for (co, seg) in row.chunks_exact(p).enumerate() {
+                let sum: f64 = seg.iter().sum();
+                let abs: f64 = seg.iter().map(|v| v.abs()).sum();
+                b += sum * bias[co];
+                m += abs * bias[co].abs();
+            }
+            bias_term[r] = b;
+            bias_mag[r] = m;
+            dense.push(r);
+        }
     }
-    out
+    if dense.is_empty() {
+        return Pullback {
+            a: vec![out],
+            bias: bias_term,
+            bias_mag,
+        };
+    }
+    let wmat = conv_matrix(weight, false);
+    let cout = wmat.nrows();
+    let step = chunk_rows(p * wmat.ncols().max(cout));
+    for chunk_idx in dense.chunks(step) {
+        let m = chunk_idx.len();
+        // [m, cout, P] -> [m, P, cout] -> [m*P, cout]
+        let mut at = Array2::<f64>::zeros((m * p, cout));
+        for (local, &r) in chunk_idx.iter().enumerate() {
+            let row = a.row(r);
+            let row = row.to_shape((cout, p)).expect("row-major");
+            at.slice_mut(s![local * p..(local + 1) * p, ..])
+                .assign(&row.t());
+        }
+        count_gemm(m * p, cout, wmat.ncols());
+        let cols = at.dot(&wmat); // [m*P, cin*kk]
+        let mut block = Array2::<f64>::zeros((m, out.ncols()));
+        col2im_add(g, cols.view(), block.view_mut());
+        for (local, &r) in chunk_idx.iter().enumerate() {
+            out.row_mut(r).assign(&block.row(local));
+        }
+    }
+    Pullback {
+        a: vec![out],
+        bias: bias_term,
+        bias_mag,
+    }
 }
 
-/// Sum over each channel's positions: `[rows, c*P] -> [rows, c]`.
-fn channel_sums(a: ArrayView2<f64>, c: usize) -> Array2<f64> {
+fn scatter_row(
+    g: &Window,
+    weight: &[f64],
+    row: &[f64],
+    nonzeros: &[usize],
+    mut out: ndarray::ArrayViewMut1<f64>,
+) {
+    let p = g.positions();
+    let plane = g.h * g.w;
+    let out = out.as_slice_mut().expect("contiguous rows");
+    for &i in nonzeros {
+        let v = row[i];
+        let (co, pos) = (i / p, i % p);
+        let (oh, ow) = (pos / g.wo, pos % g.wo);
+        let jrange = g.cols_inside(ow);
+        let len = jrange.len();
+        for ci in 0..g.cin {
+            for ki in g.rows_inside(oh) {
+                let ih = oh * g.sh + ki - g.ph;
+                let o = ci * plane + ih * g.w + ow * g.sw + jrange.start - g.pw;
+                let w = ((co * g.cin + ci) * g.kh + ki) * g.kw + jrange.start;
+                for (dst, src) in out[o..o + len].iter_mut().zip(&weight[w..w + len]) {
+                    *dst += v * src;
+                }
+            }
+        }
+    }
+}
+
+/// Per-row channel sums of `a` and of `|a|`: `[rows, c*P] -> ([rows, c], [rows, c])`.
+fn channel_sums_with_abs(a: ArrayView2<f64>, c: usize) -> (Array2<f64>, Array2<f64>) {
     let rows = a.nrows();
     let p = a.ncols() / c;
-    let a3 = a.to_shape((rows, c, p)).expect("row-major");
-    a3.sum_axis(Axis(2))
+    let mut sums = Array2::zeros((rows, c));
+    let mut abs = Array2::zeros((rows, c));
+    let a = a.as_standard_layout();
+    let flat = a.as_slice().expect("contiguous");
+    for r in 0..rows {
+        for ch in 0..c {
+            let seg = &flat[(r * c + ch) * p..][..p];
+            sums[[r, ch]] = seg.iter().sum::<f64>();
+            abs[[r, ch]] = seg.iter().map(|v| v.abs()).sum::<f64>();
+        }
+    }
+    (sums, abs)
 }
 
 /// Applies an affine op to rows. `inputs[i]` are the op inputs `[n, in_numel]`.
@@ -301,24 +441,20 @@ pub fn backward(graph: &Graph, node: &Node, a: Array2<f64>) -> Pullback {
     match &node.op {
         Op::Input | Op::Relu | Op::MaxPool { .. } => unreachable!("not an affine op"),
         Op::Linear { weight, bias } => Pullback {
-            bias: a.dot(bias),
+            bias: {
+                count_gemm(rows, weight.nrows(), weight.ncols());
+                a.dot(bias)
+            },
             bias_mag: a.mapv(f64::abs).dot(&bias.mapv(f64::abs)),
             a: vec![a.dot(weight)],
         },
         Op::Conv2d { weight, bias, .. } => {
-            let g = conv_window(graph, node);
-            let sums = channel_sums(a.view(), bias.len());
-            let abs_sums = channel_sums(a.mapv(f64::abs).view(), bias.len());
-            Pullback {
-                bias: sums.dot(bias),
-                bias_mag: abs_sums.dot(&bias.mapv(f64::abs)),
-                a: vec![conv_transpose(&g, &conv_matrix(weight, false), a.view())],
-            }
+            let a = a.as_standard_layout();
+            conv_pullback(&conv_window(graph, node), weight, bias, a.view())
         }
         Op::ChannelAffine { scale, shift } => {
             let c = scale.len();
-            let sums = channel_sums(a.view(), c);
-            let abs_sums = channel_sums(a.mapv(f64::abs).view(), c);
+            let (sums, abs_sums) = channel_sums_with_abs(a.view(), c);
             let p = a.ncols() / c;
             let mut out = a.into_shape_with_order((rows, c, p)).expect("contiguous");
             for ch in 0..c {

@@ -2,6 +2,17 @@
 //!
 //! Contract: for sample `i` with label `yᵢ` and every class `j ≠ yᵢ`, and every δ in the box,
 //! `f_{yᵢ}(xᵢ+δ) − f_j(xᵢ+δ) ≥ a_{ij}·δ + b_{ij}` (paper Eq. 3), evaluated in real arithmetic.
+//!
+//! # API
+//! - [`cpu::margin_bounds`] / [`cpu::margin_bounds_cached`]: per-sample linear margin bounds
+//!   (`a`, `b`, sample-wise lower) for [`BoundMethod::Ibp`], [`BoundMethod::Crown`] (auto_LiRPA
+//!   `method='backward'`: CROWN intermediate bounds for IBP-unstable ReLU inputs, intersected
+//!   with IBP; chord upper relaxation; lower slope 1 iff u > −l) and [`BoundMethod::AlphaCrown`]
+//!   (per-row lower slopes of the final pass optimised by projected Adam, best kept per row).
+//! - [`BoundCache`]: shares intermediate bounds between properties, methods (CROWN and α-CROWN
+//!   share them) and, on disk, runs.
+//! - [`cpu::forward`] and [`cpu::vjp`]: batched concrete evaluation and input gradients.
+//!
 //! As in the paper, x + δ is not clipped to the valid pixel range: the box is exactly
 //! `{δ : lo ≤ δ ≤ hi}` around a fixed x.
 //!

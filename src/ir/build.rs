@@ -237,3 +237,43 @@ pub fn conv_small(rng: &mut Rng) -> Graph {
 impl GraphBuilder {
     pub const INPUT: NodeId = NodeId(0);
 }
+
+/// Conv-small from named tensors (`conv1.weight`/`.bias`, `conv2.*`, `fc1.*`, `fc2.*`, PyTorch
+/// layouts); `None` if a tensor is missing or has the wrong shape.
+pub fn conv_small_from_tensors(
+    tensors: &std::collections::BTreeMap<String, crate::formats::TensorData>,
+) -> Option<Graph> {
+    let param = |key: &str, rank: usize| -> Option<&crate::formats::TensorData> {
+        tensors
+            .get(key)
+            .filter(|t| t.shape.len() == rank && t.shape.iter().product::<usize>() == t.data.len())
+    };
+    let conv = |k: &str| -> Option<(Array4<f64>, Array1<f64>)> {
+        let w = param(&format!("{k}.weight"), 4)?;
+        let s = &w.shape;
+        let weight = Array4::from_shape_vec((s[0], s[1], s[2], s[3]), w.data.clone()).ok()?;
+        let bias = Array1::from(param(&format!("{k}.bias"), 1)?.data.clone());
+        Some((weight, bias))
+    };
+    let fc = |k: &str| -> Option<(Array2<f64>, Array1<f64>)> {
+        let w = param(&format!("{k}.weight"), 2)?;
+        let weight = Array2::from_shape_vec((w.shape[0], w.shape[1]), w.data.clone()).ok()?;
+        let bias = Array1::from(param(&format!("{k}.bias"), 1)?.data.clone());
+        Some((weight, bias))
+    };
+    let (w1, b1) = conv("conv1")?;
+    let (w2, b2) = conv("conv2")?;
+    let (w3, b3) = fc("fc1")?;
+    let (w4, b4) = fc("fc2")?;
+    let mut b = GraphBuilder::new(&[w1.dim().1, 28, 28]);
+    let x = b.conv(GraphBuilder::INPUT, w1, b1, 2, 0);
+    let x = b.relu(x);
+    let x = b.conv(x, w2, b2, 2, 0);
+    let x = b.relu(x);
+    let x = b.flatten(x);
+    let x = b.linear(x, w3, b3);
+    let x = b.relu(x);
+    let x = b.linear(x, w4, b4);
+    let graph = b.finish(x);
+    super::validate(&graph).ok().map(|_| graph)
+}

@@ -3,10 +3,14 @@
 //! ([`export`]), and solver back ends with a sound certified count ([`solve`]).
 
 pub mod export;
+#[cfg(feature = "highs")]
+pub mod highs;
 pub mod model;
 pub mod solve;
 pub mod universal;
 
+#[cfg(feature = "highs")]
+pub use highs::Highs;
 pub use export::{read_lp, read_mps, write_lp, write_mps};
 pub use model::{Model, Row, Sense, Var, VarKind};
 pub use solve::{

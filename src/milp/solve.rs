@@ -1,7 +1,7 @@
 //! Solver back ends behind one trait, and [`certify_universal`], which lowers, solves and
 //! turns the solver's answer into a sound certified count.
 //!
-//! Soundness: `certified = fixed + ⌈dual bound − CEIL_TOL⌉`, where the dual bound is the one
+//! Soundness: `certified = fixed + ⌈dual bound − tol⌉` (see [`CEIL_TOL`]), where the dual bound is the one
 //! the solver PROVED (the optimum when it finished; on a time limit the best bound over open
 //! nodes, or the model's trivial bound when it reports none). The incumbent is never counted;
 //! the count is also capped by what the bounds certify at the best δ found (any δ gives an
@@ -14,8 +14,11 @@ use super::universal::{certified_at, PresolveStats, UniversalMilp};
 use super::MilpError;
 use crate::engine::{DeltaBox, MarginBounds};
 
-/// A proven bound within this of an integer counts as that integer.
-pub const CEIL_TOL: f64 = 1e-6;
+/// A proven bound within this above an integer counts as that integer: the objective sums up
+/// to n binaries each within the solver's integrality tolerance (1e-6) of 0 or 1, so noise can
+/// lift it by n·1e-6. The tolerance is `max(CEIL_TOL, 2e-6·n)` over the n undecided samples;
+/// it gives up nothing real (a bound in (k, k + tol] only proves k + 1 in theory).
+pub const CEIL_TOL: f64 = 1e-3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,7 +149,9 @@ pub struct MilpOutcome {
     /// Best count found at a concrete δ by the solver (fixed samples included).
     pub incumbent_value: Option<f64>,
     pub best_delta: Option<Vec<f64>>,
-    /// What the bounds certify at `best_delta`, re-evaluated: an upper bound on the optimum.
+    /// What the bounds certify at `best_delta`, re-evaluated strictly (> tol): an upper bound
+    /// on the optimum. It can exceed `incumbent_value`: pairs the solver breaks sit on the
+    /// tolerance, within the solver's feasibility tolerance (1e-7).
     pub certified_at_best_delta: Option<usize>,
     pub nodes: usize,
     pub stats: PresolveStats,
@@ -164,16 +169,22 @@ pub fn certify_universal(
     let start = Instant::now();
     let milp = UniversalMilp::lower(bounds, bx, !options.no_presolve)?;
     let fixed = milp.fixed_certified as f64;
-    let warm = match &options.warm_start_delta {
-        Some(delta) => Some(milp.assignment_for(delta)?),
-        None => None,
-    };
+    // Seed the incumbent with the best of the given δ and cheap box-vertex candidates.
+    let mut warm: Option<(f64, Vec<f64>)> = None;
+    let given = options.warm_start_delta.iter().cloned();
+    for delta in given.chain(milp.candidate_deltas()) {
+        let x = milp.assignment_for(&delta)?;
+        let value = milp.model.objective_at(&x);
+        if warm.as_ref().is_none_or(|(best, _)| value < *best) {
+            warm = Some((value, x));
+        }
+    }
+    let warm = warm.map(|(_, x)| x);
     let result = if milp.model.vars.iter().any(|v| v.kind == VarKind::Binary) {
         backend.solve(&milp.model, options.time_limit, warm.as_deref())?
     } else {
         // Nothing left to decide: every sample is fixed.
-        let x =
-            warm.unwrap_or_else(|| milp.assignment_for(&milp.delta_of(&[])).unwrap_or_default());
+        let x = warm.unwrap_or_default();
         BackendResult {
             status: MilpStatus::Optimal,
             dual_bound: 0.0,
@@ -182,7 +193,8 @@ pub fn certify_universal(
         }
     };
     let open = milp.undecided() as f64;
-    let proven = (result.dual_bound - CEIL_TOL).ceil().clamp(0.0, open);
+    let ceil_tol = CEIL_TOL.max(2e-6 * open);
+    let proven = (result.dual_bound - ceil_tol).ceil().clamp(0.0, open);
     let mut certified = milp.fixed_certified + proven as usize;
     let best_delta = result.incumbent.as_ref().map(|(_, x)| milp.delta_of(x));
     let certified_at_best_delta = match &best_delta {

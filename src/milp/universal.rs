@@ -340,6 +340,25 @@ impl UniversalMilp {
         Ok(x)
     }
 
+    /// Cheap incumbent candidates: the box point nearest 0, and for each pair row the box
+    /// vertex that minimises its bound (the δ that breaks that pair most).
+    pub fn candidate_deltas(&self) -> Vec<Vec<f64>> {
+        let base = self.delta_of(&[]);
+        let mut out = vec![base.clone()];
+        let coord_of: std::collections::HashMap<usize, usize> =
+            self.delta_vars.iter().map(|&(k, v)| (v, k)).collect();
+        for &(row, z) in &self.pair_rows {
+            let mut delta = base.clone();
+            for &(v, c) in &self.model.rows[row].coeffs {
+                if let (false, Some(&k)) = (v == z, coord_of.get(&v)) {
+                    delta[k] = if c > 0.0 { self.lo[k] } else { self.hi[k] };
+                }
+            }
+            out.push(delta);
+        }
+        out
+    }
+
     /// δ from a model assignment; coordinates the model does not use get the box point
     /// nearest 0.
     pub fn delta_of(&self, x: &[f64]) -> Vec<f64> {

@@ -1,0 +1,142 @@
+//! End-to-end `upcc verify` on a shipped model and real digits: JSON keys, exit codes, artifacts,
+//! and the invariants every report must satisfy.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn upcc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_upcc"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write_spec(dir: &Path, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("spec.upc");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("upcc-cli-{name}-{}", std::process::id()))
+}
+
+fn natural_spec(n: usize, eps: &str, extra: &str) -> String {
+    let root = root();
+    format!(
+        r#"use std::nets::conv_small
+network net = conv_small() weights "{}/models/mnist/conv_small_natural.safetensors"
+dataset test = npz("{}/data/mnist/heldout.npz") | scale 1/255 | first {n}
+perturbation up = universal linf eps [{eps}]
+property robust = certify accuracy of net on test under up {{
+    bounds: crown, compare: samplewise{extra}
+}}
+"#,
+        root.display(),
+        root.display()
+    )
+}
+
+fn usize_of(v: &Value, key: &str) -> usize {
+    v[key].as_u64().unwrap_or_else(|| panic!("`{key}` missing in {v}")) as usize
+}
+
+#[test]
+fn verify_json_report_satisfies_every_invariant() {
+    let dir = temp_dir("json");
+    let spec = write_spec(&dir, &natural_spec(30, "4/255, 8/255", ", attacks: [pgd, df_uap]"));
+    let out_dir = dir.join("out");
+    let output = upcc()
+        .args(["verify", "--format", "json", "--no-cache", "--out"])
+        .arg(&out_dir)
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let mut previous_universal = usize::MAX;
+    for row in rows {
+        for key in [
+            "property",
+            "network",
+            "dataset",
+            "eps",
+            "n",
+            "clean_correct",
+            "samplewise_certified",
+            "universal_certified",
+            "milp_status",
+            "universal_upper",
+            "population_lower_bound",
+            "xi",
+            "seconds",
+            "attack_correct",
+        ] {
+            assert!(!row[key].is_null(), "missing `{key}` in {row}");
+        }
+        let n = usize_of(row, "n");
+        let clean = usize_of(row, "clean_correct");
+        let samplewise = usize_of(row, "samplewise_certified");
+        let universal = usize_of(row, "universal_certified");
+        let upper = usize_of(row, "universal_upper");
+        assert_eq!(n, 30);
+        assert!(samplewise <= universal, "{row}");
+        assert!(universal <= upper && upper <= n, "{row}");
+        assert!(universal <= clean, "{row}");
+        for (name, correct) in row["attack_correct"].as_object().unwrap() {
+            let correct = correct.as_u64().unwrap() as usize;
+            if name == "samplewise_pgd" {
+                assert!(samplewise <= correct, "{row}");
+            } else {
+                assert!(universal <= correct, "{row}");
+            }
+        }
+        assert!(row["population_lower_bound"].as_f64().unwrap() < universal as f64 / n as f64);
+        assert!(universal <= previous_universal, "certified count grew with ε");
+        previous_universal = universal;
+    }
+    for file in [
+        "report.json",
+        "robust_sweep.svg",
+        "robust_eps8_255_delta.npy",
+        "robust_eps8_255_delta.png",
+        "robust_eps4_255_pgd.npy",
+        "robust_eps4_255_df_uap.png",
+    ] {
+        assert!(out_dir.join(file).is_file(), "--out did not write {file}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_table_names_every_column() {
+    let dir = temp_dir("table");
+    let spec = write_spec(&dir, &natural_spec(10, "2/255", ""));
+    let output = upcc().args(["verify", "--no-cache"]).arg(&spec).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8(output.stdout).unwrap();
+    for column in ["eps", "clean", "sample-wise", "universal", "milp", "replayed δ", "population"] {
+        assert!(table.contains(column), "table lacks `{column}`:\n{table}");
+    }
+    assert!(table.contains("2/255"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_exit_codes() {
+    let missing = upcc().args(["verify", "/no/such/spec.upc"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+
+    let dir = temp_dir("bad");
+    let spec = write_spec(&dir, "network net = conv_small( weights\n");
+    let bad = upcc().args(["verify", "--color", "never"]).arg(&spec).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("error"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
