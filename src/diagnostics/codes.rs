@@ -49,6 +49,14 @@ pub const CODES: &[(&str, &str, &str)] = &[
     ("E0311", "invalid ONNX graph", "The ONNX model could be decoded but not imported (dangling names, inconsistent shapes, ...)."),
     ("E0312", "pixels outside [0, 1]", "Warning: after scaling, some input values lie outside [0, 1]. ε is in pixel units of [0, 1] images; set `| scale 1/255` for 0–255 data or `| scale 1` for data already in [0, 1]."),
     ("E0401", "internal lowering error", "The lowered IR broke an invariant. This is a bug in upcc."),
+    ("E0402", "operation not supported by the bound engine", "The network contains a layer the bound engines cannot relax soundly, such as max pooling. `upcc check` accepts it (shapes are fine); `upcc verify` refuses it. Replace max pooling by average pooling or a strided convolution."),
+    ("E0403", "invalid engine input", "The samples, labels or perturbation box handed to the bound engine do not fit the network (sizes, label range, a box with lo > hi or non-finite ends). The front end checks all of these, so this usually means a bug in upcc."),
+    ("E0404", "non-finite bound", "A bound became NaN or infinite while propagating through the network, e.g. because weights or inputs are extremely large. Such a bound certifies nothing, so the run stops rather than report a number."),
+    ("E0501", "MILP failure", "The universal MILP (paper Theorem 1) could not be built or solved: its input was inconsistent or the solver failed. No certified number is reported for the property."),
+    ("E0502", "attack failure", "An attack could not run on the property's samples (bad shapes or non-finite values). Attacks give the upper bounds that certificates are checked against, so the property stops."),
+    ("E0503", "population bound failure", "Theorem 2's t*(ξ, n) could not be computed for the property's confidence and sample count."),
+    ("E0504", "solver not built in", "The property asks for HiGHS, but this upcc was built without the `highs` feature. Rebuild with `cargo build --release --features highs` (needs cmake and libclang-dev), or use `solver: microlp(...)`."),
+    ("E0505", "soundness check failed", "A certified number contradicts a concrete result: more samples certified than remain correct under an attack's perturbation or the replayed worst-case δ, a sample certified sample-wise that an attack fools, or a universal count below the sample-wise one. upcc refuses to report such a certificate; this is a bug in upcc, please report it with the spec."),
 ];
 
 /// The explanation of `code` (case-insensitive), as printed by `upcc explain`.

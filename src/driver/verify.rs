@@ -11,7 +11,7 @@ use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
 use crate::milp::{self, MilpOptions};
 use crate::population;
 use crate::semantics::{
-    Attack, BoundsOption, CheckedDataset, CheckedProgram, CheckedProperty, Epsilon, Exact,
+    Attack, BoundsOption, CheckedProgram, CheckedProperty, Epsilon, Exact,
     PerturbationKind, PropertyKind, SolverKind,
 };
 use ndarray::{Array2, ArrayView2};
@@ -64,20 +64,11 @@ impl Classifier for GraphClassifier<'_> {
 }
 
 fn engine_diagnostic(err: EngineError, property: &CheckedProperty) -> Diagnostic {
-    match err {
-        EngineError::Unsupported { node, op, origin } => {
-            let d = Diagnostic::error(
-                "E0401",
-                format!("layer `{node}` ({op}) is not supported by the bound engine"),
-            )
-            .with_help("replace max pooling by average pooling or strided convolution");
-            match origin {
-                Some(span) => d.with_primary(span, "this layer cannot be bounded"),
-                None => d.with_primary(property.span, "in this property"),
-            }
-        }
-        other => Diagnostic::error("E0402", format!("bound computation failed: {other}"))
-            .with_primary(property.span, "while certifying this property"),
+    let d = err.to_diagnostic();
+    if d.labels.is_empty() {
+        d.with_primary(property.span, "while certifying this property")
+    } else {
+        d.with_secondary(property.span, "while certifying this property")
     }
 }
 
@@ -163,11 +154,6 @@ fn correct_mask(logits: &Array2<f64>, labels: &[usize]) -> Vec<bool> {
         .collect()
 }
 
-fn inputs_of(dataset: &CheckedDataset) -> Result<ArrayView2<'_, f64>, String> {
-    let d: usize = dataset.data.shape.iter().product();
-    ArrayView2::from_shape((dataset.len(), d), &dataset.data.images).map_err(|e| e.to_string())
-}
-
 pub fn verify(
     program: &CheckedProgram,
     options: &VerifyOptions,
@@ -208,33 +194,41 @@ struct Sweep<'p> {
     input_shape: Vec<usize>,
 }
 
+/// The property's network graph and its dataset as an `[n, d]` batch.
+fn property_inputs<'p>(
+    program: &'p CheckedProgram,
+    property: &CheckedProperty,
+) -> Result<(&'p crate::ir::Graph, ArrayView2<'p, f64>), Diagnostic> {
+    let network = &program.networks[property.network];
+    let dataset = &program.datasets[property.dataset];
+    let graph = network.graph.as_ref().ok_or_else(|| {
+        Diagnostic::error("E0310", format!("network `{}` has no weights", network.name))
+            .with_primary(property.span, "this property needs a network with weights")
+    })?;
+    let d: usize = dataset.data.shape.iter().product();
+    let inputs = ArrayView2::from_shape((dataset.len(), d), &dataset.data.images).map_err(|e| {
+        Diagnostic::error("E0403", format!("dataset `{}`: {e}", dataset.name))
+            .with_primary(dataset.span, "this dataset has an inconsistent size")
+    })?;
+    Ok((graph, inputs))
+}
+
 fn verify_accuracy(
     program: &CheckedProgram,
     property: &CheckedProperty,
     options: &VerifyOptions,
     run: &mut VerifyRun,
 ) -> Result<(), Diagnostic> {
-    let network = &program.networks[property.network];
+    let (graph, inputs) = property_inputs(program, property)?;
     let dataset = &program.datasets[property.dataset];
-    let graph = network.graph.as_ref().ok_or_else(|| {
-        Diagnostic::error(
-            "E0403",
-            format!("network `{}` has no weights", network.name),
-        )
-        .with_primary(property.span, "this property needs a network with weights")
-    })?;
-    let labels: Vec<usize> = dataset.data.labels.clone();
     let sweep = Sweep {
         property,
         graph,
-        network: &network.name,
+        network: &program.networks[property.network].name,
         dataset: &dataset.name,
         input_shape: dataset.data.shape.clone(),
     };
-    let inputs = inputs_of(dataset).map_err(|e| {
-        Diagnostic::error("E0404", e).with_primary(dataset.span, "dataset has an inconsistent size")
-    })?;
-    certify_sweep(program, &sweep, inputs, &labels, options, run).map(|_| ())
+    certify_sweep(program, &sweep, inputs, &dataset.data.labels, options, run).map(|_| ())
 }
 
 /// Certifies one labelled batch for every ε of the property's perturbation, appending rows.
@@ -283,8 +277,8 @@ fn certify_sweep(
         )
         .map_err(|e| engine_diagnostic(e, property))?;
         seconds.insert("bounds".into(), start.elapsed().as_secs_f64());
-        let samplewise =
-            milp::samplewise_certified(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
+        let samplewise_mask = milp::samplewise_mask(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
+        let samplewise = samplewise_mask.iter().filter(|&&c| c).count();
 
         // Attacks: universal ones for a universal property, sample-wise PGD whenever sample-wise
         // numbers are reported.
@@ -305,6 +299,7 @@ fn certify_sweep(
         let mut attack_correct = BTreeMap::new();
         let mut attack_deltas = BTreeMap::new();
         let mut strongest: Option<(usize, Vec<f64>)> = None;
+        let mut attack_results = Vec::new();
         for kind in kinds {
             progress(
                 options,
@@ -320,6 +315,7 @@ fn certify_sweep(
                 }
                 attack_deltas.insert(u.name.clone(), u.delta.clone());
             }
+            attack_results.push(result);
         }
         if !attack_correct.is_empty() {
             seconds.insert("attacks".into(), start.elapsed().as_secs_f64());
@@ -394,7 +390,7 @@ fn certify_sweep(
                 )?,
             );
         }
-        check_certificates(&row, property)?;
+        check_certificates(&row, &samplewise_mask, &attack_results, property)?;
         certified_counts.push(certified);
         run.results.push(row);
         run.deltas.push(replayed);
@@ -426,55 +422,43 @@ fn highs_backend(property: &CheckedProperty) -> Result<Box<dyn milp::MilpBackend
     )
 }
 
-/// Certified numbers must never exceed what an attack or the replayed δ achieves.
-fn check_certificates(row: &EpsResult, property: &CheckedProperty) -> Result<(), Diagnostic> {
-    let fail = |what: String| {
-        Diagnostic::error(
-            "E0505",
-            format!("soundness check failed at ε = {}: {what}", row.eps_text),
-        )
-        .with_primary(property.span, "in this property")
-        .with_note(
-            "a certified count above an attack's accuracy means a bug in upcc; please report it",
-        )
-    };
+/// Certified numbers must never exceed what an attack or the replayed δ achieves, and a sample
+/// certified sample-wise must survive every attack.
+fn check_certificates(
+    row: &EpsResult,
+    samplewise_mask: &[bool],
+    attack_results: &[AttackResult],
+    property: &CheckedProperty,
+) -> Result<(), Diagnostic> {
+    let universal = row.universal_certified.unwrap_or(row.samplewise_certified);
+    let mut violations: Vec<String> = attacks::check_certificates(samplewise_mask, universal, attack_results)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     if row.samplewise_certified > row.clean_correct {
-        return Err(fail(format!(
+        violations.push(format!(
             "sample-wise certified {} > clean correct {}",
             row.samplewise_certified, row.clean_correct
-        )));
+        ));
     }
-    if let Some(pgd) = row.attack_correct.get(AttackKind::SamplewisePgd.name()) {
-        if row.samplewise_certified > *pgd {
-            return Err(fail(format!(
-                "sample-wise certified {} > sample-wise PGD correct {pgd}",
-                row.samplewise_certified
-            )));
-        }
+    if universal < row.samplewise_certified {
+        violations.push(format!(
+            "universal certified {universal} < sample-wise certified {}",
+            row.samplewise_certified
+        ));
     }
-    if let Some(universal) = row.universal_certified {
-        if universal < row.samplewise_certified {
-            return Err(fail(format!(
-                "universal certified {universal} < sample-wise certified {}",
-                row.samplewise_certified
-            )));
-        }
-        if let Some(upper) = row.universal_upper {
-            if universal > upper {
-                return Err(fail(format!(
-                    "universal certified {universal} > correct under replayed δ {upper}"
-                )));
-            }
-        }
-        for (name, correct) in &row.attack_correct {
-            if name != AttackKind::SamplewisePgd.name() && universal > *correct {
-                return Err(fail(format!(
-                    "universal certified {universal} > {name} correct {correct}"
-                )));
-            }
-        }
+    if let Some(upper) = row.universal_upper.filter(|&upper| universal > upper) {
+        violations.push(format!("universal certified {universal} > correct under the replayed δ {upper}"));
     }
-    Ok(())
+    match violations.first() {
+        None => Ok(()),
+        Some(first) => Err(Diagnostic::error(
+            "E0505",
+            format!("soundness check failed at ε = {}: {first}", row.eps_text),
+        )
+        .with_primary(property.span, "in this property")
+        .with_note("a certificate contradicted by an attack or a replayed δ is a bug in upcc; please report it")),
+    }
 }
 
 /// The backdoor scan (paper §5.3): for each class c, every input is labelled c and the universal
@@ -485,18 +469,9 @@ fn verify_classwise(
     options: &VerifyOptions,
     run: &mut VerifyRun,
 ) -> Result<(), Diagnostic> {
+    let (graph, inputs) = property_inputs(program, property)?;
     let network = &program.networks[property.network];
     let dataset = &program.datasets[property.dataset];
-    let graph = network.graph.as_ref().ok_or_else(|| {
-        Diagnostic::error(
-            "E0403",
-            format!("network `{}` has no weights", network.name),
-        )
-        .with_primary(property.span, "this property needs a network with weights")
-    })?;
-    let inputs = inputs_of(dataset).map_err(|e| {
-        Diagnostic::error("E0404", e).with_primary(dataset.span, "dataset has an inconsistent size")
-    })?;
     for class in 0..network.num_classes {
         let labels = vec![class; dataset.len()];
         let name = format!("{}[class {class}]", property.name);

@@ -52,12 +52,12 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 impl EngineError {
-    /// Stable codes: E0401 unsupported op, E0402 invalid request, E0403 non-finite value.
+    /// Stable codes: E0402 unsupported op, E0403 invalid request, E0404 non-finite value.
     pub fn code(&self) -> &'static str {
         match self {
-            EngineError::Unsupported { .. } => "E0401",
-            EngineError::InvalidInput(_) => "E0402",
-            EngineError::NonFinite(_) => "E0403",
+            EngineError::Unsupported { .. } => "E0402",
+            EngineError::InvalidInput(_) => "E0403",
+            EngineError::NonFinite(_) => "E0404",
         }
     }
 

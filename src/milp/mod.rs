@@ -17,7 +17,7 @@ pub use solve::{
     certify_universal, BackendResult, Microlp, MilpBackend, MilpOptions, MilpOutcome, MilpStatus,
 };
 pub use universal::{
-    certified_at, pair_tolerance, samplewise_certified, PresolveStats, UniversalMilp,
+    certified_at, pair_tolerance, samplewise_certified, samplewise_mask, PresolveStats, UniversalMilp,
 };
 
 #[derive(Clone, Debug, PartialEq)]

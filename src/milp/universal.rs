@@ -119,19 +119,24 @@ pub fn validate(bounds: &MarginBounds, bx: &DeltaBox) -> Result<(), MilpError> {
     Ok(())
 }
 
-/// Samples whose every pair is > tol over the whole box (paper Eq. 2 concretised).
-pub fn samplewise_certified(bounds: &MarginBounds, bx: &DeltaBox) -> Result<usize, MilpError> {
+/// Per sample: every pair is > tol over the whole box (paper Eq. 2 concretised).
+pub fn samplewise_mask(bounds: &MarginBounds, bx: &DeltaBox) -> Result<Vec<bool>, MilpError> {
     validate(bounds, bx)?;
     Ok(bounds
         .samples
         .iter()
-        .filter(|s| {
+        .map(|s| {
             (0..s.others.len()).all(|r| {
                 let (min, _) = dot_range(s.a.row(r), bx);
                 min + s.b[r] > pair_tolerance(s.a.row(r), s.b[r], bx)
             })
         })
-        .count())
+        .collect())
+}
+
+/// How many samples [`samplewise_mask`] certifies.
+pub fn samplewise_certified(bounds: &MarginBounds, bx: &DeltaBox) -> Result<usize, MilpError> {
+    Ok(samplewise_mask(bounds, bx)?.iter().filter(|&&c| c).count())
 }
 
 /// Samples the bounds certify at one δ (which must lie in the box): every pair > tol.
