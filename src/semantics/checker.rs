@@ -45,6 +45,11 @@ pub(super) struct Checker<'a> {
     pub program: CheckedProgram,
 }
 
+/// Largest accepted size, count or dimension (larger ones are surely mistakes).
+pub(super) const MAX_SIZE: usize = 1 << 24;
+/// Largest accepted number of elements of one tensor.
+pub(super) const MAX_ELEMENTS: usize = 1 << 32;
+
 /// Local names while evaluating inside a block: its parameters.
 pub(super) type Locals = HashMap<String, Value>;
 
@@ -567,18 +572,44 @@ impl<'a> Checker<'a> {
     // ---------------------------------------------------------------- typed value helpers
 
     /// A non-negative integer (E0204 otherwise).
+    /// A seed: any integer in `0..2^64`.
+    pub fn as_seed(&mut self, v: &Value, span: Span) -> Option<u64> {
+        match v {
+            Value::Num(r) if r.is_integer() && r.num >= 0 && r.num <= u64::MAX as i128 => {
+                Some(r.num as u64)
+            }
+            Value::Num(r) => {
+                self.error(
+                    Diagnostic::error(
+                        "E0204",
+                        format!("the seed must be an integer in 0..2^64, found {r}"),
+                    )
+                    .with_primary(span, format!("this is {r}")),
+                );
+                None
+            }
+            other => self.type_error(span, "an integer (the seed)", other),
+        }
+    }
+
+    /// A non-negative integer up to `MAX_SIZE` (sizes, counts, dimensions).
     pub fn as_usize(&mut self, v: &Value, span: Span, what: &str) -> Option<usize> {
         match v {
-            Value::Num(r) if r.is_integer() && r.num >= 0 => match usize::try_from(r.num) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    self.error(
-                        Diagnostic::error("E0203", format!("{what} is too large"))
+            Value::Num(r) if r.is_integer() && r.num >= 0 => {
+                match usize::try_from(r.num).ok().filter(|n| *n <= MAX_SIZE) {
+                    Some(n) => Some(n),
+                    None => {
+                        self.error(
+                            Diagnostic::error(
+                                "E0203",
+                                format!("{what} is too large (at most {MAX_SIZE})"),
+                            )
                             .with_primary(span, "too large"),
-                    );
-                    None
+                        );
+                        None
+                    }
                 }
-            },
+            }
             Value::Num(r) => {
                 self.error(
                     Diagnostic::error(
@@ -613,7 +644,9 @@ impl<'a> Checker<'a> {
                     .iter()
                     .map(|d| self.as_positive(d, span, "a dimension"))
                     .collect();
-                dims.into_iter().collect()
+                let dims: Vec<usize> = dims.into_iter().collect::<Option<_>>()?;
+                self.check_numel(&dims, span)?;
+                Some(dims)
             }
             Value::List(_) => {
                 self.error(
@@ -628,6 +661,27 @@ impl<'a> Checker<'a> {
                 other,
             ),
         }
+    }
+
+    /// Refuses tensors of more than `MAX_ELEMENTS` values (E0203).
+    pub fn check_numel(&mut self, shape: &[usize], span: Span) -> Option<usize> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|n| *n <= MAX_ELEMENTS);
+        if n.is_none() {
+            self.error(
+                Diagnostic::error(
+                    "E0203",
+                    format!(
+                        "shape {} has more than 2^32 elements",
+                        value::shape_str(shape)
+                    ),
+                )
+                .with_primary(span, "too large"),
+            );
+        }
+        n
     }
 
     pub fn as_string(&mut self, v: &Value, span: Span) -> Option<String> {

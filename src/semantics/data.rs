@@ -92,7 +92,7 @@ impl<'a> Checker<'a> {
             let count = self.req(call, &args, "count")?;
             let count = self.as_positive(&count.0, count.1, "the noise count")?;
             let seed = self.req(call, &args, "seed")?;
-            let seed = self.as_usize(&seed.0, seed.1, "the seed")? as u64;
+            let seed = self.as_seed(&seed.0, seed.1)?;
             let numel: usize = shape.iter().product();
             let total = numel.checked_mul(count).filter(|t| *t <= 1 << 30);
             let Some(total) = total else {
@@ -134,6 +134,21 @@ impl<'a> Checker<'a> {
                 value: 1.0,
             },
         };
+        let explicit_scale = d
+            .transforms
+            .iter()
+            .any(|t| matches!(t.kind, ast::TransformKind::Scale(_)));
+        if labeled
+            && !explicit_scale
+            && raw.images.iter().all(|x| *x <= 1.0)
+            && raw.images.iter().any(|x| x.fract() != 0.0)
+        {
+            self.diags.push(
+                Diagnostic::warning("E0312", format!("dataset `{}` looks already scaled to [0, 1]", d.name.name))
+                    .with_primary(call.span, "fractional pixels, none above 1")
+                    .with_help("files default to `| scale 1/255`; write `| scale 1` if the values are already in [0, 1]"),
+            );
+        }
         let data = self.select(d, raw, &selection, labeled)?;
         let images: Vec<f64> = data.images.iter().map(|x| x * scale.value).collect();
         if let Some(i) = images.iter().position(|x| !x.is_finite()) {
@@ -401,13 +416,10 @@ impl<'a> Checker<'a> {
                         .and_then(|v| self.as_positive(&v, count.span, "the sample count"));
                     let s = self
                         .eval(module, seed, &locals)
-                        .and_then(|v| self.as_usize(&v, seed.span, "the seed"));
+                        .and_then(|v| self.as_seed(&v, seed.span));
                     match (c, s) {
                         (Some(count), Some(seed)) => {
-                            selection = Some(Selection::Sample {
-                                count,
-                                seed: seed as u64,
-                            })
+                            selection = Some(Selection::Sample { count, seed })
                         }
                         _ => ok = false,
                     }

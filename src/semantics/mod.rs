@@ -62,8 +62,8 @@ impl CheckedNetwork {
     pub fn parameter_count(&self) -> usize {
         self.parameters
             .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+            .map(|(_, s)| s.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
+            .fold(0usize, usize::saturating_add)
     }
 
     /// Number of ReLU units (per sample).
@@ -72,7 +72,7 @@ impl CheckedNetwork {
             .iter()
             .filter(|l| l.kind == "relu")
             .map(|l| l.shape.iter().product::<usize>())
-            .sum()
+            .fold(0usize, usize::saturating_add)
     }
 }
 

@@ -1033,6 +1033,9 @@ impl<'a> Checker<'a> {
             }
             _ => unreachable!("every builtin is handled"),
         };
+        if let Some(shape) = &out_shape {
+            self.check_numel(shape, call.span)?;
+        }
         Some(elab.push(name.into(), op, inputs, out_shape, origin))
     }
 
@@ -1294,7 +1297,7 @@ impl<'a> Checker<'a> {
                     );
                     return None;
                 }
-                if t.data.len() != shape.iter().product::<usize>() {
+                if Some(t.data.len()) != shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
                     c.error(
                         Diagnostic::error(
                             "E0302",
