@@ -394,7 +394,7 @@ fn bad_requests_are_errors_not_panics() {
             assert_eq!(node, "maxpool1");
             assert_eq!(*op, "maxpool");
             let diag = err.to_diagnostic();
-            assert_eq!(diag.code, "E0401");
+            assert_eq!(diag.code, "E0402");
             assert!(diag.message.contains("maxpool1"));
         }
         other => panic!("unexpected {other:?}"),
