@@ -5,20 +5,20 @@
 
 use std::nets::conv_small
 
-network normal = conv_small() weights "../models/mnist/conv_small_natural.safetensors"
-network fgsm = conv_small() weights "../models/mnist/conv_small_fgsm.safetensors"
-network pgd = conv_small() weights "../models/mnist/conv_small_pgd16.safetensors"
-network uat_fgsm = conv_small() weights "../models/mnist/conv_small_uat_fgsm.safetensors"
-network uat_pgd = conv_small() weights "../models/mnist/conv_small_uat_pgd.safetensors"
-network ibp = conv_small() weights "../models/mnist/conv_small_ibp.safetensors"
+network normal_model = conv_small() weights "../models/mnist/conv_small_natural.safetensors"
+network fgsm_model = conv_small() weights "../models/mnist/conv_small_fgsm.safetensors"
+network pgd_model = conv_small() weights "../models/mnist/conv_small_pgd16.safetensors"
+network uat_fgsm_model = conv_small() weights "../models/mnist/conv_small_uat_fgsm.safetensors"
+network uat_pgd_model = conv_small() weights "../models/mnist/conv_small_uat_pgd.safetensors"
+network ibp_model = conv_small() weights "../models/mnist/conv_small_ibp.safetensors"
 
 dataset digits = npz("../data/mnist/heldout.npz") | scale 1/255 | sample 100 seed 4
 
 perturbation up = universal linf eps [16/255, 80/255]
 
-property normal = certify accuracy of normal on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
-property fgsm = certify accuracy of fgsm on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
-property pgd = certify accuracy of pgd on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
-property uat_fgsm = certify accuracy of uat_fgsm on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
-property uat_pgd = certify accuracy of uat_pgd on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
-property ibp = certify accuracy of ibp on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
+property normal = certify accuracy of normal_model on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
+property fgsm = certify accuracy of fgsm_model on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
+property pgd = certify accuracy of pgd_model on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
+property uat_fgsm = certify accuracy of uat_fgsm_model on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
+property uat_pgd = certify accuracy of uat_pgd_model on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
+property ibp = certify accuracy of ibp_model on digits under up { attacks: [df_uap, cos_uap, adv_uap] }
