@@ -51,6 +51,18 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Theorem 2: t*(ξ, n) for several n, and the population bound CRR − t* for a given CRR.
+    Population {
+        /// ξ: the bound holds with probability 1 − ξ.
+        #[arg(long, default_value_t = 0.1)]
+        xi: f64,
+        /// Sample counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![10usize, 30, 100, 300, 1000, 3000, 10000])]
+        n: Vec<usize>,
+        /// A certified robust rate in [0, 1] to turn into population bounds.
+        #[arg(long)]
+        crr: Option<f64>,
+    },
     /// Print the long explanation of a diagnostic code, e.g. `upcc explain E0211`.
     Explain { code: String },
     /// Certify every property: bounds, MILP, attacks, population bound; print a report.
@@ -102,6 +114,7 @@ fn main() -> ExitCode {
             };
             ExitCode::from(run_verify(&args))
         }
+        Command::Population { xi, n, crr } => population(xi, &n, crr),
         Command::Explain { code } => match codes::explain(&code) {
             Some(text) => {
                 print!("{text}");
@@ -113,6 +126,36 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn population(xi: f64, sizes: &[usize], crr: Option<f64>) -> ExitCode {
+    if let Some(rate) = crr.filter(|r| !(0.0..=1.0).contains(r)) {
+        eprintln!("error: --crr {rate} is not in [0, 1]");
+        return ExitCode::from(2);
+    }
+    println!(
+        "{:>8}  {:>10}{}",
+        "n",
+        "t*(ξ, n)",
+        if crr.is_some() {
+            "  ARP ≥ CRR − t*"
+        } else {
+            ""
+        }
+    );
+    for &n in sizes {
+        match upcc::population::t_star(xi, n) {
+            Ok(t) => match crr {
+                Some(rate) => println!("{n:>8}  {t:>10.6}  {:>15.4}", (rate - t).max(0.0)),
+                None => println!("{n:>8}  {t:>10.6}"),
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn use_color(choice: ColorChoice) -> bool {

@@ -41,13 +41,18 @@ property robust = certify accuracy of net on test under up {{
 }
 
 fn usize_of(v: &Value, key: &str) -> usize {
-    v[key].as_u64().unwrap_or_else(|| panic!("`{key}` missing in {v}")) as usize
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{key}` missing in {v}")) as usize
 }
 
 #[test]
 fn verify_json_report_satisfies_every_invariant() {
     let dir = temp_dir("json");
-    let spec = write_spec(&dir, &natural_spec(30, "4/255, 8/255", ", attacks: [pgd, df_uap]"));
+    let spec = write_spec(
+        &dir,
+        &natural_spec(30, "4/255, 8/255", ", attacks: [pgd, df_uap]"),
+    );
     let out_dir = dir.join("out");
     let output = upcc()
         .args(["verify", "--format", "json", "--no-cache", "--out"])
@@ -57,7 +62,8 @@ fn verify_json_report_satisfies_every_invariant() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
+    let report: Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
     let rows = report["results"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     let mut previous_universal = usize::MAX;
@@ -98,7 +104,10 @@ fn verify_json_report_satisfies_every_invariant() {
             }
         }
         assert!(row["population_lower_bound"].as_f64().unwrap() < universal as f64 / n as f64);
-        assert!(universal <= previous_universal, "certified count grew with ε");
+        assert!(
+            universal <= previous_universal,
+            "certified count grew with ε"
+        );
         previous_universal = universal;
     }
     for file in [
@@ -118,10 +127,27 @@ fn verify_json_report_satisfies_every_invariant() {
 fn verify_table_names_every_column() {
     let dir = temp_dir("table");
     let spec = write_spec(&dir, &natural_spec(10, "2/255", ""));
-    let output = upcc().args(["verify", "--no-cache"]).arg(&spec).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = upcc()
+        .args(["verify", "--no-cache"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let table = String::from_utf8(output.stdout).unwrap();
-    for column in ["eps", "clean", "sample-wise", "universal", "milp", "replayed δ", "population"] {
+    for column in [
+        "eps",
+        "clean",
+        "sample-wise",
+        "universal",
+        "milp",
+        "replayed δ",
+        "population",
+    ] {
         assert!(table.contains(column), "table lacks `{column}`:\n{table}");
     }
     assert!(table.contains("2/255"));
@@ -130,13 +156,57 @@ fn verify_table_names_every_column() {
 
 #[test]
 fn verify_exit_codes() {
-    let missing = upcc().args(["verify", "/no/such/spec.upc"]).output().unwrap();
+    let missing = upcc()
+        .args(["verify", "/no/such/spec.upc"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
 
     let dir = temp_dir("bad");
     let spec = write_spec(&dir, "network net = conv_small( weights\n");
-    let bad = upcc().args(["verify", "--color", "never"]).arg(&spec).output().unwrap();
+    let bad = upcc()
+        .args(["verify", "--color", "never"])
+        .arg(&spec)
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("error"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn population_command_prints_theorem_2_bounds() {
+    let output = upcc()
+        .args([
+            "population",
+            "--xi",
+            "0.1",
+            "--n",
+            "100,1000",
+            "--crr",
+            "0.9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    for n in [100usize, 1000] {
+        let t = upcc::population::t_star(0.1, n).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&n.to_string()))
+            .unwrap();
+        let values: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!((values[0] - t).abs() < 1e-6, "{line}");
+        assert!((values[1] - (0.9 - t)).abs() < 1e-4, "{line}");
+    }
+    let bad = upcc()
+        .args(["population", "--crr", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }

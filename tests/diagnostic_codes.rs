@@ -13,7 +13,10 @@ fn collect_codes(dir: &Path, codes: &mut Vec<(String, String)>) {
             let bytes = text.as_bytes();
             for (i, _) in text.match_indices("\"E0") {
                 let code = &text[i + 1..(i + 6).min(text.len())];
-                if code.len() == 5 && code[1..].bytes().all(|b| b.is_ascii_digit()) && bytes.get(i + 6) == Some(&b'"') {
+                if code.len() == 5
+                    && code[1..].bytes().all(|b| b.is_ascii_digit())
+                    && bytes.get(i + 6) == Some(&b'"')
+                {
                     codes.push((code.to_string(), path.display().to_string()));
                 }
             }
@@ -24,8 +27,14 @@ fn collect_codes(dir: &Path, codes: &mut Vec<(String, String)>) {
 #[test]
 fn every_code_in_the_sources_is_explained() {
     let mut codes = Vec::new();
-    collect_codes(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut codes);
+    collect_codes(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut codes,
+    );
     assert!(codes.len() > 40, "found only {} codes", codes.len());
     let missing: Vec<_> = codes.iter().filter(|(c, _)| explain(c).is_none()).collect();
-    assert!(missing.is_empty(), "codes without an explanation: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "codes without an explanation: {missing:?}"
+    );
 }

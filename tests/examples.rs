@@ -8,7 +8,9 @@ fn root() -> PathBuf {
 }
 
 fn needs_shared(spec: &Path) -> bool {
-    std::fs::read_to_string(spec).unwrap().contains("../shared/")
+    std::fs::read_to_string(spec)
+        .unwrap()
+        .contains("../shared/")
 }
 
 #[test]
@@ -19,7 +21,10 @@ fn every_example_checks() {
         .filter(|p| p.extension().is_some_and(|e| e == "upc"))
         .collect();
     examples.sort();
-    assert!(examples.len() >= 7, "expected the quick start and the paper's tables and figures");
+    assert!(
+        examples.len() >= 7,
+        "expected the quick start and the paper's tables and figures"
+    );
     let shared_present = root().join("../shared/external").is_dir();
     for spec in examples {
         if needs_shared(&spec) && !shared_present {

@@ -1,7 +1,9 @@
 //! The `upcc verify` command: check, certify, report, write artifacts. Returns the exit code.
 
 use super::artifacts::{write_delta_png, write_npy};
-use super::report::{render_json, render_sweep_svg, render_table, EpsResult};
+use super::report::{
+    render_json, render_population_svg, render_sweep_svg, render_table, EpsResult,
+};
 use super::verify::{verify, VerifyOptions, VerifyRun};
 use crate::attacks::AttackOptions;
 use crate::diagnostics::{render_ariadne, Diagnostic};
@@ -137,6 +139,34 @@ fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()>
                 dir.join(format!("{}_sweep.svg", file_stem(property))),
                 render_sweep_svg(&rows),
             )?;
+        }
+    }
+    // Paper Figure 2: rows with one network and ε but several sample counts.
+    let mut groups: Vec<(&str, &str)> = run
+        .results
+        .iter()
+        .map(|r| (r.network.as_str(), r.eps_text.as_str()))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    for (network, eps) in groups {
+        let rows: Vec<&EpsResult> = run
+            .results
+            .iter()
+            .filter(|r| {
+                r.network == network && r.eps_text == eps && r.universal_certified.is_some()
+            })
+            .collect();
+        let mut sizes: Vec<usize> = rows.iter().map(|r| r.n).collect();
+        sizes.sort();
+        sizes.dedup();
+        if sizes.len() > 1 {
+            let name = format!(
+                "population_{}_eps{}.svg",
+                file_stem(network),
+                file_stem(eps)
+            );
+            std::fs::write(dir.join(name), render_population_svg(&rows))?;
         }
     }
     for (k, row) in run.results.iter().enumerate() {

@@ -154,105 +154,200 @@ pub fn render_json(results: &[EpsResult]) -> String {
         .expect("report values are always serialisable")
 }
 
+/// One line of a plot: a name, a colour and (x, fraction) points.
+pub struct Series {
+    pub name: String,
+    pub color: &'static str,
+    pub points: Vec<(f64, f64)>,
+}
+
+const PALETTE: [&str; 5] = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+fn fraction(count: usize, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        count as f64 / n as f64
+    }
+}
+
 /// An SVG line plot of certified/attacked accuracy against ε for one property.
 pub fn render_sweep_svg(rows: &[&EpsResult]) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 160.0, 30.0, 50.0);
-    let max_eps = rows.iter().map(|r| r.eps).fold(0.0f64, f64::max).max(1e-12);
-    let x = |eps: f64| left + (w - left - right) * eps / max_eps;
-    let y = |frac: f64| top + (h - top - bottom) * (1.0 - frac);
-    let mut series: Vec<(String, &str, Vec<(f64, f64)>)> = Vec::new();
-    let frac = |c: usize, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
-    series.push((
-        "sample-wise".into(),
-        "#1f77b4",
-        rows.iter()
-            .map(|r| (r.eps, frac(r.samplewise_certified, r.n)))
+    let mut series = vec![Series {
+        name: "sample-wise".into(),
+        color: "#1f77b4",
+        points: rows
+            .iter()
+            .map(|r| (r.eps, fraction(r.samplewise_certified, r.n)))
             .collect(),
-    ));
+    }];
     if rows.iter().all(|r| r.universal_certified.is_some()) {
-        series.push((
-            "universal (certified)".into(),
-            "#d62728",
-            rows.iter()
-                .map(|r| (r.eps, frac(r.universal_certified.unwrap_or(0), r.n)))
+        series.push(Series {
+            name: "universal (certified)".into(),
+            color: "#d62728",
+            points: rows
+                .iter()
+                .map(|r| (r.eps, fraction(r.universal_certified.unwrap_or(0), r.n)))
                 .collect(),
-        ));
+        });
     }
     if rows.iter().all(|r| r.universal_upper.is_some()) {
-        series.push((
-            "replayed δ (upper)".into(),
-            "#ff7f0e",
-            rows.iter()
-                .map(|r| (r.eps, frac(r.universal_upper.unwrap_or(0), r.n)))
+        series.push(Series {
+            name: "replayed δ (upper)".into(),
+            color: "#ff7f0e",
+            points: rows
+                .iter()
+                .map(|r| (r.eps, fraction(r.universal_upper.unwrap_or(0), r.n)))
                 .collect(),
-        ));
+        });
     }
-    let palette = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
     let mut attack_names: Vec<&String> =
         rows.iter().flat_map(|r| r.attack_correct.keys()).collect();
     attack_names.sort();
     attack_names.dedup();
     for (k, name) in attack_names.iter().enumerate() {
-        let points = rows
-            .iter()
-            .filter_map(|r| r.attack_correct.get(*name).map(|c| (r.eps, frac(*c, r.n))))
-            .collect();
-        series.push((name.to_string(), palette[k % palette.len()], points));
+        series.push(Series {
+            name: name.to_string(),
+            color: PALETTE[k % PALETTE.len()],
+            points: rows
+                .iter()
+                .filter_map(|r| {
+                    r.attack_correct
+                        .get(*name)
+                        .map(|c| (r.eps, fraction(*c, r.n)))
+                })
+                .collect(),
+        });
     }
+    let title = rows
+        .first()
+        .map(|r| format!("{} — {} on {}", r.property, r.network, r.dataset))
+        .unwrap_or_default();
+    let ticks = rows.iter().map(|r| (r.eps, r.eps_text.clone())).collect();
+    line_plot_svg(&title, "ε", ticks, &series)
+}
+
+/// Paper Figure 2: certified rate and the Theorem 2 lower bound against the number of samples,
+/// for rows that share a network and ε but differ in n (one row per n).
+pub fn render_population_svg(rows: &[&EpsResult]) -> String {
+    let mut rows: Vec<&EpsResult> = rows
+        .iter()
+        .filter(|r| r.universal_certified.is_some())
+        .copied()
+        .collect();
+    rows.sort_by_key(|r| r.n);
+    let log_n = |n: usize| (n.max(1) as f64).ln();
+    let series = vec![
+        Series {
+            name: "CRR (certified)".into(),
+            color: "#d62728",
+            points: rows
+                .iter()
+                .map(|r| {
+                    (
+                        log_n(r.n),
+                        fraction(r.universal_certified.unwrap_or(0), r.n),
+                    )
+                })
+                .collect(),
+        },
+        Series {
+            name: "ARP lower bound".into(),
+            color: "#1f77b4",
+            points: rows
+                .iter()
+                .map(|r| (log_n(r.n), r.population_lower_bound.unwrap_or(0.0)))
+                .collect(),
+        },
+    ];
+    let title = rows
+        .first()
+        .map(|r| {
+            format!(
+                "{} at ε = {}, 1 − ξ = {}",
+                r.network,
+                r.eps_text,
+                1.0 - r.xi
+            )
+        })
+        .unwrap_or_default();
+    let ticks = rows.iter().map(|r| (log_n(r.n), r.n.to_string())).collect();
+    line_plot_svg(&title, "n (log scale)", ticks, &series)
+}
+
+/// A line plot with fractions (0–100%) on the y axis and labelled ticks on the x axis.
+fn line_plot_svg(
+    title: &str,
+    x_label: &str,
+    x_ticks: Vec<(f64, String)>,
+    series: &[Series],
+) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 170.0, 30.0, 50.0);
+    let x_min = x_ticks
+        .iter()
+        .map(|t| t.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(0.0);
+    let x_max = x_ticks
+        .iter()
+        .map(|t| t.0)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let span = if x_max > x_min { x_max - x_min } else { 1.0 };
+    let x = |v: f64| left + (w - left - right) * (v - x_min) / span;
+    let y = |frac: f64| top + (h - top - bottom) * (1.0 - frac);
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    if let Some(first) = rows.first() {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{left}" y="18">{} — {} on {}</text>"#,
-            xml_escape(&first.property),
-            xml_escape(&first.network),
-            xml_escape(&first.dataset)
-        );
-    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="18">{}</text>"#,
+        xml_escape(title)
+    );
     for tick in 0..=5 {
         let f = tick as f64 / 5.0;
-        let (x_end, y_line, x_label, y_label) = (w - right, y(f), left - 6.0, y(f) + 4.0);
+        let (x_end, y_line, x_label_pos, y_label) = (w - right, y(f), left - 6.0, y(f) + 4.0);
         let percent = tick * 20;
         let _ = writeln!(
             svg,
-            r##"<line x1="{left}" x2="{x_end}" y1="{y_line}" y2="{y_line}" stroke="#ddd"/><text x="{x_label}" y="{y_label}" text-anchor="end">{percent}%</text>"##
+            r##"<line x1="{left}" x2="{x_end}" y1="{y_line}" y2="{y_line}" stroke="#ddd"/><text x="{x_label_pos}" y="{y_label}" text-anchor="end">{percent}%</text>"##
         );
     }
-    for r in rows {
+    for (v, label) in &x_ticks {
         let _ = writeln!(
             svg,
             r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            x(r.eps),
+            x(*v),
             h - bottom + 18.0,
-            xml_escape(&r.eps_text)
+            xml_escape(label)
         );
     }
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">ε</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
         (left + w - right) / 2.0,
-        h - 10.0
+        h - 10.0,
+        xml_escape(x_label)
     );
-    for (k, (name, color, points)) in series.iter().enumerate() {
-        let path: Vec<String> = points
+    for (k, line) in series.iter().enumerate() {
+        let color = line.color;
+        let path: Vec<String> = line
+            .points
             .iter()
-            .map(|(e, f)| format!("{:.1},{:.1}", x(*e), y(*f)))
+            .map(|(v, f)| format!("{:.1},{:.1}", x(*v), y(*f)))
             .collect();
         let _ = writeln!(
             svg,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             path.join(" ")
         );
-        for (e, f) in points {
+        for (v, f) in &line.points {
             let _ = writeln!(
                 svg,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                x(*e),
+                x(*v),
                 y(*f)
             );
         }
@@ -264,7 +359,7 @@ pub fn render_sweep_svg(rows: &[&EpsResult]) -> String {
             w - right + 30.0,
             w - right + 34.0,
             ly + 4.0,
-            xml_escape(name)
+            xml_escape(&line.name)
         );
     }
     svg.push_str("</svg>\n");

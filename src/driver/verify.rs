@@ -11,8 +11,8 @@ use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
 use crate::milp::{self, MilpOptions};
 use crate::population;
 use crate::semantics::{
-    Attack, BoundsOption, CheckedProgram, CheckedProperty, Epsilon, Exact,
-    PerturbationKind, PropertyKind, SolverKind,
+    Attack, BoundsOption, CheckedProgram, CheckedProperty, Epsilon, Exact, PerturbationKind,
+    PropertyKind, SolverKind,
 };
 use ndarray::{Array2, ArrayView2};
 use std::collections::BTreeMap;
@@ -202,8 +202,11 @@ fn property_inputs<'p>(
     let network = &program.networks[property.network];
     let dataset = &program.datasets[property.dataset];
     let graph = network.graph.as_ref().ok_or_else(|| {
-        Diagnostic::error("E0310", format!("network `{}` has no weights", network.name))
-            .with_primary(property.span, "this property needs a network with weights")
+        Diagnostic::error(
+            "E0310",
+            format!("network `{}` has no weights", network.name),
+        )
+        .with_primary(property.span, "this property needs a network with weights")
     })?;
     let d: usize = dataset.data.shape.iter().product();
     let inputs = ArrayView2::from_shape((dataset.len(), d), &dataset.data.images).map_err(|e| {
@@ -277,7 +280,8 @@ fn certify_sweep(
         )
         .map_err(|e| engine_diagnostic(e, property))?;
         seconds.insert("bounds".into(), start.elapsed().as_secs_f64());
-        let samplewise_mask = milp::samplewise_mask(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
+        let samplewise_mask =
+            milp::samplewise_mask(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
         let samplewise = samplewise_mask.iter().filter(|&&c| c).count();
 
         // Attacks: universal ones for a universal property, sample-wise PGD whenever sample-wise
@@ -431,10 +435,11 @@ fn check_certificates(
     property: &CheckedProperty,
 ) -> Result<(), Diagnostic> {
     let universal = row.universal_certified.unwrap_or(row.samplewise_certified);
-    let mut violations: Vec<String> = attacks::check_certificates(samplewise_mask, universal, attack_results)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let mut violations: Vec<String> =
+        attacks::check_certificates(samplewise_mask, universal, attack_results)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     if row.samplewise_certified > row.clean_correct {
         violations.push(format!(
             "sample-wise certified {} > clean correct {}",
@@ -448,7 +453,9 @@ fn check_certificates(
         ));
     }
     if let Some(upper) = row.universal_upper.filter(|&upper| universal > upper) {
-        violations.push(format!("universal certified {universal} > correct under the replayed δ {upper}"));
+        violations.push(format!(
+            "universal certified {universal} > correct under the replayed δ {upper}"
+        ));
     }
     match violations.first() {
         None => Ok(()),

@@ -9,15 +9,16 @@ pub mod model;
 pub mod solve;
 pub mod universal;
 
+pub use export::{read_lp, read_mps, write_lp, write_mps};
 #[cfg(feature = "highs")]
 pub use highs::Highs;
-pub use export::{read_lp, read_mps, write_lp, write_mps};
 pub use model::{Model, Row, Sense, Var, VarKind};
 pub use solve::{
     certify_universal, BackendResult, Microlp, MilpBackend, MilpOptions, MilpOutcome, MilpStatus,
 };
 pub use universal::{
-    certified_at, pair_tolerance, samplewise_certified, samplewise_mask, PresolveStats, UniversalMilp,
+    certified_at, pair_tolerance, samplewise_certified, samplewise_mask, PresolveStats,
+    UniversalMilp,
 };
 
 #[derive(Clone, Debug, PartialEq)]
