@@ -9,9 +9,9 @@ pub mod model;
 pub mod solve;
 pub mod universal;
 
+pub use export::{read_lp, read_mps, write_lp, write_mps};
 #[cfg(feature = "highs")]
 pub use highs::Highs;
-pub use export::{read_lp, read_mps, write_lp, write_mps};
 pub use model::{Model, Row, Sense, Var, VarKind};
 pub use solve::{
     certify_universal, BackendResult, Microlp, MilpBackend, MilpOptions, MilpOutcome, MilpStatus,
