@@ -1,70 +1,67 @@
-//! Agreement with auto_LiRPA 0.3 CROWN (`method='backward'`) golden files, when present.
+//! Agreement with auto_LiRPA 0.3 CROWN (`method='backward'`) golden files (issue 3 §5(c)).
 //!
-//! Format of `tests/golden/<name>.npz` (written by a hand-run script in `tools/`): `x` [n, d]
-//! exact inputs, `labels` [n], `eps` scalar, `lower` [n, 9] sample-wise lower bounds of the
-//! margins y−j for the 9 classes j ≠ y ascending, `A` [n, 9, d] coefficients with respect to
-//! the input (= with respect to δ), `bias` [n, 9] so that margin ≥ A·δ + bias (the bound at
-//! δ = 0). Next to it, `<name>.weights` holds the weight file path (relative to the repository
-//! root) on its first line and the architecture (`conv_small`) on its second.
-//! The test skips, printing why, when no golden file or no decoder is available.
+//! The files in `tests/golden/` are written by `tools/golden/make_goldens.py` (run by hand); their
+//! format is in `tests/golden/README.md`. upcc builds each network through its own front end and
+//! must match `lower`, `bias` and `A` to 1e-4 relative. α-CROWN must never be looser than
+//! auto_LiRPA's CROWN.
 
 use ndarray::Array2;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use upcc::engine::cpu::margin_bounds;
-use upcc::engine::{BoundMethod, DeltaBox};
+use upcc::engine::{BoundMethod, DeltaBox, MarginBounds};
 use upcc::formats::{load_tensors, TensorData};
-use upcc::ir::build::conv_small_from_tensors;
+use upcc::ir::Graph;
+use upcc::semantics::check_file;
 
-fn tensor<'a>(t: &'a BTreeMap<String, TensorData>, key: &str) -> Option<&'a TensorData> {
-    t.get(key).or_else(|| t.get(&format!("{key}.npy")))
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shared() -> Option<PathBuf> {
+    let path = root().join("../shared/external");
+    path.is_dir().then_some(path)
+}
+
+/// The network of a golden file, built from a spec by the front end.
+fn network(spec: &str) -> Graph {
+    let dir = std::env::temp_dir().join(format!("upcc-golden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("golden.upc");
+    std::fs::write(&path, spec).unwrap();
+    let (_, checked) = check_file(&path);
+    let program = checked.unwrap_or_else(|d| panic!("golden spec does not check: {:?}", d.items));
+    program.networks[0].graph.clone().expect("network has weights")
 }
 
 fn close(ours: f64, theirs: f64, scale: f64) -> bool {
     (ours - theirs).abs() <= 1e-4 * (scale + theirs.abs())
 }
 
-fn check_golden(path: &Path, root: &Path) -> Result<(), String> {
-    let golden = load_tensors(path).map_err(|e| format!("cannot decode: {}", e.message))?;
-    let sidecar = std::fs::read_to_string(path.with_extension("weights"))
-        .map_err(|e| format!("no .weights sidecar: {e}"))?;
-    let mut lines = sidecar.lines();
-    let weights_path = root.join(lines.next().unwrap_or("").trim());
-    let arch = lines.next().unwrap_or("conv_small").trim();
-    let weights =
-        load_tensors(&weights_path).map_err(|e| format!("cannot load weights: {}", e.message))?;
-    let graph = match arch {
-        "conv_small" => conv_small_from_tensors(&weights).ok_or("weights do not fit conv_small")?,
-        other => return Err(format!("architecture `{other}` not wired into this test")),
-    };
-    let get = |k: &str| tensor(&golden, k).ok_or(format!("missing key `{k}`"));
-    let x = get("x")?;
+fn compare(golden_path: &Path, graph: &Graph) {
+    let golden = load_tensors(golden_path).expect("golden file decodes");
+    let get = |k: &str| -> &TensorData { golden.get(k).unwrap_or_else(|| panic!("missing key `{k}`")) };
+    let x = get("x");
     let (n, d) = (x.shape[0], x.shape[1]);
-    let x = Array2::from_shape_vec((n, d), x.data.clone()).map_err(|e| e.to_string())?;
-    let labels: Vec<usize> = get("labels")?.data.iter().map(|&v| v as usize).collect();
-    let eps = get("eps")?.data[0];
-    let (lower, a, bias) = (get("lower")?, get("A")?, get("bias")?);
-    let ours = margin_bounds(
-        &graph,
-        x.view(),
-        &labels,
-        &DeltaBox::linf(d, eps),
-        &BoundMethod::Crown,
-    )
-    .map_err(|e| e.to_string())?;
-    for (i, s) in ours.samples.iter().enumerate() {
+    let x = Array2::from_shape_vec((n, d), x.data.clone()).unwrap();
+    let labels: Vec<usize> = get("labels").data.iter().map(|&v| v as usize).collect();
+    let eps = get("eps").data[0];
+    let (lower, a, bias) = (get("lower"), get("A"), get("bias"));
+    let bx = DeltaBox::linf(d, eps);
+    let crown: MarginBounds = margin_bounds(graph, x.view(), &labels, &bx, &BoundMethod::Crown).unwrap();
+    let mut compared = 0;
+    for (i, s) in crown.samples.iter().enumerate() {
         for r in 0..s.others.len() {
             let scale = 1.0 + s.a.row(r).iter().map(|v| v.abs()).sum::<f64>() * eps;
             let k = i * s.others.len() + r;
             assert!(
                 close(s.samplewise_lower[r], lower.data[k], scale),
-                "{path:?} sample {i} row {r}: lower {} vs {}",
+                "{golden_path:?} sample {i} row {r}: lower {} vs auto_LiRPA {}",
                 s.samplewise_lower[r],
                 lower.data[k]
             );
             assert!(
                 close(s.b[r], bias.data[k], scale),
-                "{path:?} sample {i} row {r}: bias {} vs {}",
+                "{golden_path:?} sample {i} row {r}: bias {} vs auto_LiRPA {}",
                 s.b[r],
                 bias.data[k]
             );
@@ -73,33 +70,52 @@ fn check_golden(path: &Path, root: &Path) -> Result<(), String> {
                 let theirs = a.data[k * d + c];
                 assert!(
                     close(s.a[[r, c]], theirs, amax),
-                    "{path:?} sample {i} row {r} coef {c}: {} vs {theirs}",
+                    "{golden_path:?} sample {i} row {r} coefficient {c}: {} vs auto_LiRPA {theirs}",
                     s.a[[r, c]]
                 );
             }
+            compared += 1;
         }
     }
-    Ok(())
+    assert_eq!(compared, n * 9);
+    if let Some(alpha_theirs) = golden.get("lower_alpha") {
+        let method = BoundMethod::AlphaCrown {
+            iterations: 20,
+            learning_rate: 0.1,
+        };
+        let alpha = margin_bounds(graph, x.view(), &labels, &bx, &method).unwrap();
+        for (i, s) in alpha.samples.iter().enumerate() {
+            for r in 0..s.others.len() {
+                let k = i * s.others.len() + r;
+                assert!(
+                    s.samplewise_lower[r] >= lower.data[k] - 1e-4 * (1.0 + lower.data[k].abs()),
+                    "α-CROWN looser than auto_LiRPA CROWN at sample {i} row {r}"
+                );
+                // auto_LiRPA also optimises intermediate slopes, so its α-CROWN may be tighter.
+                assert!(s.samplewise_lower[r] <= alpha_theirs.data[k] + 1.0);
+            }
+        }
+    }
 }
 
 #[test]
-fn matches_auto_lirpa_golden_files() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/golden"))
-        .map(|it| {
-            it.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "npz"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if files.is_empty() {
-        println!("SKIPPED: no tests/golden/*.npz golden files yet");
+fn conv_small_matches_auto_lirpa() {
+    let spec = format!(
+        "use std::nets::conv_small\nnetwork net = conv_small() weights \"{}/models/mnist/conv_small_natural.safetensors\"\n",
+        root().display()
+    );
+    compare(&root().join("tests/golden/conv_small_natural_crown.npz"), &network(&spec));
+}
+
+#[test]
+fn resnet_2b_matches_auto_lirpa() {
+    let Some(shared) = shared() else {
+        eprintln!("skipping: ../shared is absent (ResNet-2B lives there)");
         return;
-    }
-    for f in files {
-        match check_golden(&f, &root) {
-            Ok(()) => println!("checked {f:?}"),
-            Err(why) => println!("SKIPPED {f:?}: {why}"),
-        }
-    }
+    };
+    let spec = format!(
+        "use std::nets::resnet_2b\nnetwork net = resnet_2b() weights \"{}/vnncomp2021/cifar10_resnet/onnx/resnet_2b.onnx\"\n",
+        shared.display()
+    );
+    compare(&root().join("tests/golden/resnet_2b_crown.npz"), &network(&spec));
 }

@@ -56,16 +56,10 @@ pub(crate) fn parse_npy(path: &Path, what: &str, bytes: &[u8]) -> Result<TensorD
         }
         None => return Err(corrupt("npy header has no 'descr'".into())),
     };
-    match field("fortran_order") {
-        Some(PyValue::Bool(false)) => {}
-        Some(PyValue::Bool(true)) => {
-            return Err(FormatError::unsupported(
-                path,
-                format!("{what}: Fortran-order arrays are not supported"),
-            ))
-        }
+    let fortran_order = match field("fortran_order") {
+        Some(PyValue::Bool(order)) => *order,
         _ => return Err(corrupt("npy header has no valid 'fortran_order'".into())),
-    }
+    };
     let shape: Vec<usize> = match field("shape") {
         Some(PyValue::Tuple(items)) => items
             .iter()
@@ -91,10 +85,37 @@ pub(crate) fn parse_npy(path: &Path, what: &str, bytes: &[u8]) -> Result<TensorD
             data.len()
         )));
     }
-    Ok(TensorData {
-        shape,
-        data: elem.decode(data, little_endian),
-    })
+    let values = elem.decode(data, little_endian);
+    let data = if fortran_order {
+        column_major_to_row_major(&values, &shape)
+    } else {
+        values
+    };
+    Ok(TensorData { shape, data })
+}
+
+/// Reorders a column-major (Fortran) array into row-major order.
+fn column_major_to_row_major(values: &[f64], shape: &[usize]) -> Vec<f64> {
+    let mut out = vec![0.0; values.len()];
+    let mut index = vec![0usize; shape.len()];
+    for value in out.iter_mut() {
+        // `index` walks row-major order; its column-major offset is Σ index[k]·Π_{j<k} shape[j].
+        let mut offset = 0;
+        let mut stride = 1;
+        for (k, &dim) in shape.iter().enumerate() {
+            offset += index[k] * stride;
+            stride *= dim;
+        }
+        *value = values[offset];
+        for k in (0..shape.len()).rev() {
+            index[k] += 1;
+            if index[k] < shape[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    out
 }
 
 /// Maps an npy `descr` such as `<f4` or `|u1` to an element type and byte order.
@@ -286,8 +307,13 @@ mod tests {
     use super::*;
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        npy_ordered(descr, false, shape, data)
+    }
+
+    fn npy_ordered(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+        let order = if fortran { "True" } else { "False" };
         let header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+            format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}\n");
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&[1, 0]);
         out.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -342,6 +368,18 @@ mod tests {
                 data: vec![2.5]
             }
         );
+    }
+
+    #[test]
+    fn fortran_order_arrays_are_reordered() {
+        // Column-major [[1, 2, 3], [4, 5, 6]] is stored as 1 4 2 5 3 6.
+        let bytes: Vec<u8> = [1u8, 4, 2, 5, 3, 6].to_vec();
+        let t = parse_npy(Path::new("x.npy"), "x", &npy_ordered("|u1", true, "(2, 3)", &bytes)).unwrap();
+        assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let cube: Vec<u8> = (0..24).collect();
+        let t = parse_npy(Path::new("x.npy"), "x", &npy_ordered("|u1", true, "(2, 3, 4)", &cube)).unwrap();
+        // Element (i, j, k) = (1, 2, 1): row-major index 12i + 4j + k, column-major offset i + 2j + 6k.
+        assert_eq!(t.data[12 + 2 * 4 + 1], (1 + 2 * 2 + 6) as f64);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 Keys: x [n,d] float64 (exact inputs in [0,1]), labels [n] int64, eps, lower [n,9] (CROWN sample-wise lower bounds
 of f_y - f_j, j != y increasing), A [n,9,d] float32 (coefficients w.r.t. the input pixels), bias [n,9] (value of
-the linear bound at delta = 0 = lower + eps*|A|_1), model (weight file), lower_alpha [n,9] (alpha-CROWN, 20 iters).
+the linear bound at delta = 0 = lower + eps*|A|_1), lower_alpha [n,9] (alpha-CROWN, 20 iters).
 """
 
 import argparse
@@ -51,7 +51,9 @@ def golden(model, x, labels, eps, model_ref, out):
     # bias from the stored float32 A so the file is self-consistent; lower stays auto_LiRPA's own
     bias = bias - np.einsum("nkd,nd->nk", A - A32.astype(np.float64), xf)
     err, worst = check(model, xf, labels, eps, lower, A32.astype(np.float64), bias)
-    keys = dict(x=xf, labels=labels, eps=np.float64(eps), lower=lower, A=A32, bias=bias, model=np.str_(model_ref))
+    # C order and numbers only: upcc's npz reader takes numeric arrays; the model is named in tests/golden/README.md
+    keys = {k: np.ascontiguousarray(v) for k, v in dict(x=xf, labels=labels, eps=np.float64(eps), lower=lower, A=A32, bias=bias).items()}
+    print(f"{out}: model {model_ref}")
     np.savez_compressed(out, **keys)  # CROWN first, so a slow or failing alpha-CROWN loses nothing
     print(f"wrote {out}: n={n} eps={eps:.6f} min lower {lower.min():.4f} max lower {lower.max():.4f} "
           f"self-check rel err {err:.2e}, sampled slack min {worst:.2e}", flush=True)
@@ -61,7 +63,7 @@ def golden(model, x, labels, eps, model_ref, out):
         print(f"alpha-CROWN failed: {e!r}")
         return
     assert (lower_alpha >= lower - 1e-4).all(), "alpha-CROWN looser than CROWN"
-    keys["lower_alpha"] = lower_alpha
+    keys["lower_alpha"] = np.ascontiguousarray(lower_alpha)
     np.savez_compressed(out, **keys)
     print(f"added lower_alpha: mean gain over CROWN {(lower_alpha - lower).mean():.4f}", flush=True)
 
