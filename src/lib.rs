@@ -11,6 +11,7 @@ pub mod formats;
 pub mod ir;
 pub mod milp;
 pub mod population;
+pub mod rng;
 pub mod semantics;
 pub mod source;
 pub mod syntax;

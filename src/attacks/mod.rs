@@ -10,7 +10,6 @@
 //! and they always evaluate δ = 0 clamped into the box, so they never do worse than it.
 
 mod losses;
-mod rng;
 mod samplewise;
 mod soundness;
 pub mod testing;
@@ -23,7 +22,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use crate::engine::DeltaBox;
 
 pub use losses::is_correct;
-pub use rng::SplitMix64;
+pub use crate::rng::SplitMix64;
 pub use soundness::{check_certificates, SoundnessViolation};
 
 /// A classifier the attacks can query: batched logits and input gradients.

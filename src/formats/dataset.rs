@@ -1,6 +1,6 @@
 //! Datasets: images with integer labels, stored as read (pixels not rescaled).
 
-use super::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use super::{FormatError, FormatErrorKind, TensorData, MAX_FILE_BYTES};
 use std::io::Read;
 use std::path::{Path, PathBuf};

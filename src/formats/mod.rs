@@ -81,7 +81,6 @@ mod elem;
 mod npy;
 pub mod onnx;
 mod protobuf;
-pub mod rng;
 mod safetensors_file;
 
 pub use dataset::{load_dataset, Dataset, DatasetSource, PixelLayout};

@@ -1,29 +1,26 @@
 //! Graph builders: a small fluent builder (used by tests, benches and lowering helpers) and
 //! random networks for property tests.
 
+use crate::rng::SplitMix64;
 use super::{Graph, Node, NodeId, Op};
 use ndarray::{Array1, Array2, Array4};
 
-/// Deterministic SplitMix64 generator, so random networks are reproducible from a seed.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+/// Seeded generator for random test networks (the crate's [`SplitMix64`], seed mixed so that
+/// seed 0 is not the all-zero state).
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+        Rng(SplitMix64::new(seed ^ 0x9E37_79B9_7F4A_7C15))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit_f64()
     }
 
     /// Uniform in [lo, hi).
@@ -32,7 +29,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        self.0.below(n as u64) as usize
     }
 }
 

@@ -11,48 +11,6 @@ use std::collections::HashMap;
 
 const SOURCES: &[&str] = &["npz", "npy", "idx", "cifar", "csv", "noise"];
 
-/// SplitMix64: a small, fixed, documented generator so seeds mean the same thing everywhere.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)` with 53 random bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (n > 0), by rejection (no modulo bias).
-    pub fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let x = self.next_u64();
-            if x < zone {
-                return x % n;
-            }
-        }
-    }
-}
-
-/// `count` distinct indices of `0..n` (count ≤ n), in increasing order.
-pub fn sample_indices(n: usize, count: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64(seed);
-    let mut idx: Vec<usize> = (0..n).collect();
-    for i in 0..count {
-        let j = i + rng.below((n - i) as u64) as usize;
-        idx.swap(i, j);
-    }
-    let mut chosen = idx[..count].to_vec();
-    chosen.sort_unstable();
-    chosen
-}
-
 impl<'a> Checker<'a> {
     pub(super) fn dataset(&mut self, r: ItemRef) -> Option<usize> {
         if let Some(v) = self.datasets.get(&r) {
@@ -102,12 +60,13 @@ impl<'a> Checker<'a> {
                 );
                 return None;
             };
-            let mut rng = SplitMix64(seed);
-            let images = (0..total).map(|_| rng.next_f64()).collect();
-            let data = Dataset {
-                shape: shape.clone(),
-                images,
-                labels: Vec::new(),
+            debug_assert!(total <= 1 << 30);
+            let data = match Dataset::noise(count, &shape, seed, 0.0, 1.0) {
+                Ok(data) => data,
+                Err(e) => {
+                    self.error(Diagnostic::error("E0204", e).with_primary(call.span, "invalid noise dataset"));
+                    return None;
+                }
             };
             (DataSource::Noise { shape, count, seed }, data, false)
         } else {
@@ -478,11 +437,11 @@ impl<'a> Checker<'a> {
                 .with_secondary(d.source.span, format!("{n} samples")),
             );
         };
-        let indices: Vec<usize> = match *sel {
-            Selection::All => return Some(data),
-            Selection::First(k) if k <= n => (0..k).collect(),
-            Selection::Range(a, b) if b <= n => (a..b).collect(),
-            Selection::Sample { count, seed } if count <= n => sample_indices(n, count, seed),
+        let selected = match *sel {
+            Selection::All => Ok(data),
+            Selection::First(k) if k <= n => data.select_first(k),
+            Selection::Range(a, b) if b <= n => data.select_range(a, b),
+            Selection::Sample { count, seed } if count <= n => data.sample(count, seed),
             Selection::First(k) | Selection::Sample { count: k, .. } => {
                 out_of_range(self, k);
                 return None;
@@ -492,33 +451,18 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
-        let mut images = Vec::with_capacity(indices.len() * numel);
-        let mut labels = Vec::new();
-        for &i in &indices {
-            images.extend_from_slice(&data.images[i * numel..(i + 1) * numel]);
-            if labeled {
-                labels.push(data.labels[i]);
+        match selected {
+            Ok(mut data) => {
+                if !labeled {
+                    data.labels.clear();
+                }
+                Some(data)
+            }
+            Err(e) => {
+                self.error(Diagnostic::error("E0309", e).with_primary(sel_span.unwrap_or(d.span), "invalid selection"));
+                None
             }
         }
-        Some(Dataset {
-            shape: data.shape,
-            images,
-            labels,
-        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampling_is_seeded_distinct_and_sorted() {
-        let a = sample_indices(100, 10, 7);
-        assert_eq!(a, sample_indices(100, 10, 7));
-        assert_ne!(a, sample_indices(100, 10, 8));
-        assert!(a.windows(2).all(|w| w[0] < w[1]));
-        assert!(a.iter().all(|&i| i < 100));
-        assert_eq!(sample_indices(5, 5, 1), vec![0, 1, 2, 3, 4]);
-    }
-}

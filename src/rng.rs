@@ -1,4 +1,5 @@
-//! A tiny seeded generator (SplitMix64, Steele, Lea & Flood 2014) for reproducible sampling.
+//! The one seeded generator of upcc (SplitMix64, Steele, Lea & Flood 2014): data sampling, noise
+//! inputs, attacks and random test networks all draw from it.
 //! The same seed gives the same stream on every platform.
 
 #[derive(Clone, Debug)]
@@ -34,6 +35,11 @@ impl SplitMix64 {
     /// Uniform in `[0, 1)` with 53 random bits.
     pub fn unit_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in `[lo, hi]` (rounding can reach `hi`, never beyond).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        (lo + (hi - lo) * self.unit_f64()).clamp(lo, hi)
     }
 }
 
