@@ -194,11 +194,11 @@ struct Sweep<'p> {
     input_shape: Vec<usize>,
 }
 
-/// The property's network graph and its dataset as an `[n, d]` batch.
+/// The property's network after the IR passes, and its dataset as an `[n, d]` batch.
 fn property_inputs<'p>(
     program: &'p CheckedProgram,
     property: &CheckedProperty,
-) -> Result<(&'p crate::ir::Graph, ArrayView2<'p, f64>), Diagnostic> {
+) -> Result<(crate::ir::Graph, ArrayView2<'p, f64>), Diagnostic> {
     let network = &program.networks[property.network];
     let dataset = &program.datasets[property.dataset];
     let graph = network.graph.as_ref().ok_or_else(|| {
@@ -207,6 +207,10 @@ fn property_inputs<'p>(
             format!("network `{}` has no weights", network.name),
         )
         .with_primary(property.span, "this property needs a network with weights")
+    })?;
+    let graph = crate::ir::passes::optimize(graph).map_err(|e| {
+        Diagnostic::error("E0401", format!("IR pass broke layer `{}`: {}", e.node, e.message))
+            .with_primary(network.span, "while optimising this network")
     })?;
     let d: usize = dataset.data.shape.iter().product();
     let inputs = ArrayView2::from_shape((dataset.len(), d), &dataset.data.images).map_err(|e| {
@@ -226,7 +230,7 @@ fn verify_accuracy(
     let dataset = &program.datasets[property.dataset];
     let sweep = Sweep {
         property,
-        graph,
+        graph: &graph,
         network: &program.networks[property.network].name,
         dataset: &dataset.name,
         input_shape: dataset.data.shape.clone(),
@@ -484,7 +488,7 @@ fn verify_classwise(
         let name = format!("{}[class {class}]", property.name);
         let sweep = Sweep {
             property,
-            graph,
+            graph: &graph,
             network: &network.name,
             dataset: &dataset.name,
             input_shape: dataset.data.shape.clone(),
