@@ -130,11 +130,50 @@ pub fn forward(graph: &Graph, inputs: ArrayView2<f64>) -> Result<Array2<f64>, En
         .into_par_iter()
         .map(|x| forward_all(graph, x).swap_remove(graph.output.index()))
         .collect();
-    let mut out = Array2::zeros((0, k));
-    for c in chunks {
-        out.append(Axis(0), c.view()).expect("same width");
+    Ok(stack_rows(chunks, k))
+}
+
+fn stack_rows(pieces: Vec<Array2<f64>>, width: usize) -> Array2<f64> {
+    let rows = pieces.iter().map(|p| p.nrows()).sum();
+    let mut out = Array2::zeros((rows, width));
+    let mut at = 0;
+    for p in pieces {
+        out.slice_mut(s![at..at + p.nrows(), ..]).assign(&p);
+        at += p.nrows();
     }
-    Ok(out)
+    out
+}
+
+/// Every node value of a batch, kept by [`forward_tape`] for a later [`vjp_tape`].
+pub struct Tape {
+    /// Per chunk of `FORWARD_CHUNK` samples, the values of all nodes.
+    chunks: Vec<Vec<Array2<f64>>>,
+    rows: usize,
+}
+
+/// Concrete evaluation that keeps the activations: logits `[n, K]` and the tape for
+/// [`vjp_tape`], so that an attack step pays for one forward pass instead of two.
+pub fn forward_tape(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+) -> Result<(Array2<f64>, Tape), EngineError> {
+    unsupported(graph)?;
+    check_inputs(graph, inputs)?;
+    let k = graph.node(graph.output).numel();
+    let chunks: Vec<Vec<Array2<f64>>> = inputs
+        .axis_chunks_iter(Axis(0), FORWARD_CHUNK)
+        .into_par_iter()
+        .map(|x| forward_all(graph, x))
+        .collect();
+    let out = chunks
+        .iter()
+        .map(|values| values[graph.output.index()].clone())
+        .collect();
+    let tape = Tape {
+        chunks,
+        rows: inputs.nrows(),
+    };
+    Ok((stack_rows(out, k), tape))
 }
 
 /// Input gradient of `Σᵢ grad_logits[i] · logits(inputs[i])`, i.e. the vector-Jacobian product;
@@ -144,22 +183,38 @@ pub fn vjp(
     inputs: ArrayView2<f64>,
     grad_logits: ArrayView2<f64>,
 ) -> Result<Array2<f64>, EngineError> {
-    unsupported(graph)?;
-    check_inputs(graph, inputs)?;
+    let (_, tape) = forward_tape(graph, inputs)?;
+    vjp_tape(graph, &tape, grad_logits)
+}
+
+/// [`vjp`] at the inputs recorded in `tape` (by [`forward_tape`] on the same graph).
+pub fn vjp_tape(
+    graph: &Graph,
+    tape: &Tape,
+    grad_logits: ArrayView2<f64>,
+) -> Result<Array2<f64>, EngineError> {
     let k = graph.node(graph.output).numel();
-    if grad_logits.dim() != (inputs.nrows(), k) {
+    let d: usize = graph.input_shape().iter().product();
+    let shapes_match = tape
+        .chunks
+        .iter()
+        .all(|values| values.len() == graph.nodes.len() && values[0].ncols() == d);
+    if !shapes_match {
+        return Err(EngineError::InvalidInput(
+            "the tape was recorded on another graph".into(),
+        ));
+    }
+    if grad_logits.dim() != (tape.rows, k) {
         return Err(EngineError::InvalidInput(format!(
             "grad_logits must be [{}, {k}]",
-            inputs.nrows()
+            tape.rows
         )));
     }
-    let d = inputs.ncols();
-    let pieces: Vec<Array2<f64>> = inputs
-        .axis_chunks_iter(Axis(0), FORWARD_CHUNK)
-        .into_par_iter()
+    let pieces: Vec<Array2<f64>> = tape
+        .chunks
+        .par_iter()
         .zip(grad_logits.axis_chunks_iter(Axis(0), FORWARD_CHUNK))
-        .map(|(x, g)| {
-            let values = forward_all(graph, x);
+        .map(|(values, g)| {
             let mut adj: Vec<Option<Array2<f64>>> = vec![None; graph.nodes.len()];
             adj[graph.output.index()] = Some(g.to_owned());
             for id in (1..graph.nodes.len()).rev() {
@@ -180,14 +235,10 @@ pub fn vjp(
             }
             adj[0]
                 .take()
-                .unwrap_or_else(|| Array2::zeros((x.nrows(), d)))
+                .unwrap_or_else(|| Array2::zeros((g.nrows(), d)))
         })
         .collect();
-    let mut out = Array2::zeros((0, d));
-    for p in pieces {
-        out.append(Axis(0), p.view()).expect("same width");
-    }
-    Ok(out)
+    Ok(stack_rows(pieces, d))
 }
 
 fn accumulate(slot: &mut Option<Array2<f64>>, value: Array2<f64>) {
