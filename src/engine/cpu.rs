@@ -3,6 +3,7 @@
 
 use super::cache::{BoundCache, Intermediate};
 use super::linop;
+use super::window;
 use super::{BoundMethod, DeltaBox, MarginBounds, SampleBounds};
 use crate::diagnostics::Diagnostic;
 use crate::ir::{Graph, NodeId, Op};
@@ -256,6 +257,8 @@ pub(crate) struct GraphInfo {
     pub relu_input: Vec<bool>,
     /// Whether IBP is exact at this node (at most one mixing affine op after the input).
     pub exact_ibp: Vec<bool>,
+    /// Whether the local-window back-substitution handles this node's neurons.
+    pub window: Vec<bool>,
 }
 
 impl GraphInfo {
@@ -292,6 +295,7 @@ impl GraphInfo {
             live,
             relu_input,
             exact_ibp: class.iter().map(|&c| c <= 1).collect(),
+            window: super::window::window_nodes(graph),
         }
     }
 }
@@ -328,7 +332,7 @@ struct Backsub {
     relu_a: Vec<Option<Array2<f64>>>,
 }
 
-fn crown_lower_slope(l: f64, u: f64) -> f64 {
+pub(crate) fn crown_lower_slope(l: f64, u: f64) -> f64 {
     if u > -l {
         1.0
     } else {
@@ -454,11 +458,16 @@ fn concretize(bs: &Backsub, x0: ArrayView1<f64>, delta: &DeltaBox) -> (Array1<f6
             slack += (c * delta.lo[n]).min(c * delta.hi[n]);
             mag += c.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
         }
-        let safety = SAFETY_REL * (1.0 + mag + value.abs());
-        at_zero[r] = value - safety;
-        lower[r] = value - safety + slack;
+        (at_zero[r], lower[r]) = finish_bound(value, slack, mag);
     }
     (at_zero, lower)
+}
+
+/// A row's value at δ = 0 and its minimum over the box, each moved down by the rounding margin
+/// for the magnitude `mag` of its terms.
+pub(crate) fn finish_bound(value: f64, slack: f64, mag: f64) -> (f64, f64) {
+    let safety = SAFETY_REL * (1.0 + mag + value.abs());
+    (value - safety, value - safety + slack)
 }
 
 fn views(v: &[Array2<f64>]) -> Vec<ArrayView2<'_, f64>> {
@@ -521,11 +530,28 @@ pub(crate) fn sample_intermediate(
         check_finite(&u, "upper bound", &node.name)?;
         if crown && info.relu_input[id] && !info.exact_ibp[id] {
             let unstable: Vec<usize> = (0..l.len()).filter(|&i| l[i] < 0.0 && u[i] > 0.0).collect();
-            for chunk in unstable.chunks(NEURON_CHUNK) {
-                let (lc, uc) = crown_rows(graph, &bounds, id, chunk, x0, delta);
-                for (k, &i) in chunk.iter().enumerate() {
-                    l[i] = l[i].max(lc[k]);
-                    u[i] = u[i].min(uc[k]);
+            if info.window[id] {
+                // One local pass per spatial position, over its unstable channels.
+                let plane = node.shape[1] * node.shape[2];
+                let mut by_position: Vec<Vec<usize>> = vec![Vec::new(); plane];
+                for &i in &unstable {
+                    by_position[i % plane].push(i);
+                }
+                for group in by_position.iter().filter(|g| !g.is_empty()) {
+                    let (lc, uc) =
+                        window::crown_rows_window(graph, &bounds, id, group, x0, delta);
+                    for (k, &i) in group.iter().enumerate() {
+                        l[i] = l[i].max(lc[k]);
+                        u[i] = u[i].min(uc[k]);
+                    }
+                }
+            } else {
+                for chunk in unstable.chunks(NEURON_CHUNK) {
+                    let (lc, uc) = crown_rows(graph, &bounds, id, chunk, x0, delta);
+                    for (k, &i) in chunk.iter().enumerate() {
+                        l[i] = l[i].max(lc[k]);
+                        u[i] = u[i].min(uc[k]);
+                    }
                 }
             }
             check_finite(&l, "lower bound", &node.name)?;
@@ -543,7 +569,7 @@ pub(crate) fn sample_intermediate(
 }
 
 /// CROWN lower and upper bounds of neurons `idx` of node `id`.
-fn crown_rows(
+pub(crate) fn crown_rows(
     graph: &Graph,
     bounds: &[Option<Interval>],
     id: usize,

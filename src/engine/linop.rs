@@ -82,7 +82,7 @@ fn tap_range(start: usize, pad: usize, kernel: usize, size: usize) -> std::ops::
 /// Floating-point operations done in GEMMs so far (for benchmarks' GFLOP/s).
 pub static GEMM_FLOPS: AtomicU64 = AtomicU64::new(0);
 
-fn count_gemm(m: usize, k: usize, n: usize) {
+pub(crate) fn count_gemm(m: usize, k: usize, n: usize) {
     GEMM_FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
 }
 
@@ -179,7 +179,7 @@ fn im2col_t(g: &Window, x: ArrayView2<f64>) -> Array2<f64> {
 }
 
 /// Adds col2im of `cols` `[cin*kh*kw, n*P]` (column `s*P + pos`) into rows `out` `[n, cin*h*w]`.
-fn col2im_t_add(g: &Window, cols: &Array2<f64>, out: &mut Array2<f64>) {
+fn col2im_t_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2<f64>) {
     let n = out.nrows();
     let p = g.positions();
     let plane = g.h * g.w;
@@ -269,15 +269,16 @@ fn conv_pullback(
     for r in 0..rows {
         let row = a.row(r);
         let row = row.as_slice().expect("contiguous rows");
-        // Branch-free compaction of the nonzero positions.
-        nonzeros.resize(cols_n + 1, 0);
-        let mut count = 0;
-        for (i, v) in row.iter().enumerate() {
-            nonzeros[count] = i;
-            count += (*v != 0.0) as usize;
-        }
-        nonzeros.truncate(count);
-        if nonzeros.len() * 4 < cols_n {
+        let count: usize = row.iter().map(|v| (*v != 0.0) as usize).sum();
+        if count * 4 < cols_n {
+            // Branch-free compaction of the nonzero positions.
+            nonzeros.resize(cols_n + 1, 0);
+            let mut at = 0;
+            for (i, v) in row.iter().enumerate() {
+                nonzeros[at] = i;
+                at += (*v != 0.0) as usize;
+            }
+            nonzeros.truncate(at);
             let (mut b, mut m) = (0.0, 0.0);
             for &i in &nonzeros {
                 let t = row[i] * bias[i / p];
@@ -326,11 +327,17 @@ fn conv_pullback(
         }
         count_gemm(wmat.ncols(), cout, m * p);
         let cols = wmat.t().dot(&at); // [cin*kk, m*P]
-        let cols = cols.as_standard_layout().into_owned();
-        let mut block = Array2::<f64>::zeros((m, out.ncols()));
-        col2im_t_add(g, &cols, &mut block);
-        for (local, &r) in chunk_idx.iter().enumerate() {
-            out.row_mut(r).assign(&block.row(local));
+        let cols = cols.as_standard_layout();
+        let (first, last) = (chunk_idx[0], chunk_idx[m - 1]);
+        if last - first + 1 == m {
+            // Consecutive rows: add straight into `out`.
+            col2im_t_add(g, cols.view(), out.slice_mut(s![first..=last, ..]));
+        } else {
+            let mut block = Array2::<f64>::zeros((m, out.ncols()));
+            col2im_t_add(g, cols.view(), block.view_mut());
+            for (local, &r) in chunk_idx.iter().enumerate() {
+                out.row_mut(r).assign(&block.row(local));
+            }
         }
     }
     Pullback {

@@ -31,6 +31,7 @@
 pub mod cache;
 pub mod cpu;
 pub mod linop;
+mod window;
 
 pub use cache::BoundCache;
 pub use cpu::{forward, forward_tape, margin_bounds, vjp, vjp_tape, EngineError, Tape};
