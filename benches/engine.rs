@@ -14,8 +14,8 @@ use upcc::engine::cpu::margin_bounds;
 use upcc::engine::linop::GEMM_FLOPS;
 use upcc::engine::{forward, BoundMethod, DeltaBox};
 use upcc::formats::dataset::{load_dataset, DatasetSource, PixelLayout};
-use upcc::formats::onnx::load_model;
 use upcc::formats::load_tensors;
+use upcc::formats::onnx::load_model;
 use upcc::ir::build::conv_small_from_tensors;
 use upcc::ir::from_onnx::import;
 use upcc::ir::Graph;
@@ -52,7 +52,11 @@ fn main() {
     };
     // The .npz stores raw 0–255 pixels; the models take [0, 1].
     let max = data.images.iter().cloned().fold(0.0, f64::max);
-    let data = if max > 1.0 { data.scale(1.0 / 255.0) } else { data };
+    let data = if max > 1.0 {
+        data.scale(1.0 / 255.0)
+    } else {
+        data
+    };
     let n = n.min(data.len());
     let d = data.sample_len();
     let x = Array2::from_shape_vec((n, d), data.images[..n * d].to_vec()).expect("n × d");
@@ -84,7 +88,14 @@ fn main() {
 /// the ONNX: inputs are normalised here and the box is ε/std per channel, the same set as
 /// prepending the normalisation to the network.
 fn resnets(root: &Path, n: usize) {
-    let shared = root.join("../shared/external");
+    let Some(shared) = ["../shared/external", "../../shared/external"]
+        .iter()
+        .map(|rel| root.join(rel))
+        .find(|p| p.exists())
+    else {
+        println!("SKIPPED resnets: no ../shared/external");
+        return;
+    };
     let csv = shared.join("eran/cifar10_test.csv");
     let source = DatasetSource::Csv {
         path: csv,
@@ -123,7 +134,14 @@ fn resnets(root: &Path, n: usize) {
             lo: Array1::from_shape_fn(d, |k| -eps / std[k / 1024]),
             hi: Array1::from_shape_fn(d, |k| eps / std[k / 1024]),
         };
-        bound_run(name, &graph, &x, &labels, "2/255 (per-channel /std)", &delta);
+        bound_run(
+            name,
+            &graph,
+            &x,
+            &labels,
+            "2/255 (per-channel /std)",
+            &delta,
+        );
     }
 }
 

@@ -538,8 +538,7 @@ pub(crate) fn sample_intermediate(
                     by_position[i % plane].push(i);
                 }
                 for group in by_position.iter().filter(|g| !g.is_empty()) {
-                    let (lc, uc) =
-                        window::crown_rows_window(graph, &bounds, id, group, x0, delta);
+                    let (lc, uc) = window::crown_rows_window(graph, &bounds, id, group, x0, delta);
                     for (k, &i) in group.iter().enumerate() {
                         l[i] = l[i].max(lc[k]);
                         u[i] = u[i].min(uc[k]);

@@ -134,7 +134,13 @@ fn conv_matrix(weight: &ndarray::Array4<f64>, abs: bool) -> Array2<f64> {
 /// Output positions `o` in `0..out_len` whose input coordinate `o·stride + k − pad` lies in
 /// `0..size`, for kernel tap `k`.
 #[inline]
-fn outputs_inside(k: usize, stride: usize, pad: usize, size: usize, out_len: usize) -> std::ops::Range<usize> {
+fn outputs_inside(
+    k: usize,
+    stride: usize,
+    pad: usize,
+    size: usize,
+    out_len: usize,
+) -> std::ops::Range<usize> {
     let lo = pad.saturating_sub(k).div_ceil(stride);
     let hi = if size + pad > k {
         ((size + pad - k - 1) / stride + 1).min(out_len)

@@ -185,13 +185,24 @@ pub(crate) fn crown_rows_window(
                         win: wr.win,
                         a: wr.a.clone(),
                     };
-                    accumulate(&mut pending[input.index()], copy, c_of(graph, input.index()));
+                    accumulate(
+                        &mut pending[input.index()],
+                        copy,
+                        c_of(graph, input.index()),
+                    );
                 }
             }
             _ => unreachable!("window_nodes admits only conv, relu, channel affine and add"),
         }
     }
-    let lower = concretize_window(pending[0].take(), &graph.nodes[0].shape, &bias, &mag, x0, delta);
+    let lower = concretize_window(
+        pending[0].take(),
+        &graph.nodes[0].shape,
+        &bias,
+        &mag,
+        x0,
+        delta,
+    );
     let lo = lower.slice(ndarray::s![..m]).to_owned();
     let up = lower.slice(ndarray::s![m..]).mapv(|t| -t);
     (lo, up)
@@ -343,7 +354,10 @@ fn conv_pullback_window(
             }
         }
     }
-    WinRows { win: in_win, a: out }
+    WinRows {
+        win: in_win,
+        a: out,
+    }
 }
 
 /// Minimum over the box of each row (windowed at the input node) plus its constant, made safe
@@ -373,8 +387,7 @@ fn concretize_window(
                         let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
                         value += coef * x0[n];
                         slack += (coef * delta.lo[n]).min(coef * delta.hi[n]);
-                        m += coef.abs()
-                            * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
+                        m += coef.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
                     }
                 }
             }
