@@ -196,10 +196,13 @@ pub fn vjp_tape(
 ) -> Result<Array2<f64>, EngineError> {
     let k = graph.node(graph.output).numel();
     let d: usize = graph.input_shape().iter().product();
-    let shapes_match = tape
-        .chunks
-        .iter()
-        .all(|values| values.len() == graph.nodes.len() && values[0].ncols() == d);
+    let shapes_match = tape.chunks.iter().all(|values| {
+        values.len() == graph.nodes.len()
+            && values
+                .iter()
+                .zip(&graph.nodes)
+                .all(|(v, node)| v.ncols() == node.numel())
+    });
     if !shapes_match {
         return Err(EngineError::InvalidInput(
             "the tape was recorded on another graph".into(),
@@ -925,4 +928,36 @@ pub fn margin_bounds_cached(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(MarginBounds { samples })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::build::{random_cnn, random_resnet, Rng};
+
+    /// The tape-based pair gives exactly what `forward` and `vjp` give, across chunk borders,
+    /// and a tape from another graph is refused.
+    #[test]
+    fn tape_matches_forward_and_vjp() {
+        let mut rng = Rng::new(9);
+        let cnn = random_cnn(&mut rng, [2, 7, 7], 3, 4);
+        let resnet = random_resnet(&mut rng, [3, 6, 6], 4, 3);
+        for graph in [&cnn, &resnet] {
+            let d: usize = graph.input_shape().iter().product();
+            let k = graph.node(graph.output).numel();
+            let n = FORWARD_CHUNK + 7;
+            let x = Array2::from_shape_fn((n, d), |_| rng.uniform());
+            let g = Array2::from_shape_fn((n, k), |_| rng.range(-1.0, 1.0));
+            let (logits, tape) = forward_tape(graph, x.view()).unwrap();
+            assert_eq!(logits, forward(graph, x.view()).unwrap());
+            assert_eq!(
+                vjp_tape(graph, &tape, g.view()).unwrap(),
+                vjp(graph, x.view(), g.view()).unwrap()
+            );
+            assert!(vjp_tape(graph, &tape, g.slice(s![1.., ..])).is_err());
+        }
+        let (_, tape) = forward_tape(&cnn, Array2::zeros((2, 98)).view()).unwrap();
+        let g = Array2::zeros((2, 3));
+        assert!(vjp_tape(&resnet, &tape, g.view()).is_err());
+    }
 }
