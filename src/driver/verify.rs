@@ -61,6 +61,29 @@ impl Classifier for GraphClassifier<'_> {
         engine::vjp(self.graph, inputs, grad_logits)
             .unwrap_or_else(|_| Array2::from_elem(inputs.raw_dim(), f64::NAN))
     }
+
+    fn logits_and_input_gradient(
+        &self,
+        inputs: ArrayView2<f64>,
+        grad_of: &mut dyn FnMut(&Array2<f64>) -> Array2<f64>,
+    ) -> (Array2<f64>, Array2<f64>) {
+        // One forward pass serves both; failures are non-finite values, reported as NaN.
+        let nan_logits = || Array2::from_elem((inputs.nrows(), self.num_classes()), f64::NAN);
+        let nan_gradient = || Array2::from_elem(inputs.raw_dim(), f64::NAN);
+        match engine::forward_tape(self.graph, inputs) {
+            Ok((logits, tape)) => {
+                let grad_logits = grad_of(&logits);
+                let gradient = engine::vjp_tape(self.graph, &tape, grad_logits.view())
+                    .unwrap_or_else(|_| nan_gradient());
+                (logits, gradient)
+            }
+            Err(_) => {
+                let logits = nan_logits();
+                let _ = grad_of(&logits);
+                (logits, nan_gradient())
+            }
+        }
+    }
 }
 
 fn engine_diagnostic(err: EngineError, property: &CheckedProperty) -> Diagnostic {

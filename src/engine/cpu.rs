@@ -3,6 +3,7 @@
 
 use super::cache::{BoundCache, Intermediate};
 use super::linop;
+use super::window;
 use super::{BoundMethod, DeltaBox, MarginBounds, SampleBounds};
 use crate::diagnostics::Diagnostic;
 use crate::ir::{Graph, NodeId, Op};
@@ -130,11 +131,50 @@ pub fn forward(graph: &Graph, inputs: ArrayView2<f64>) -> Result<Array2<f64>, En
         .into_par_iter()
         .map(|x| forward_all(graph, x).swap_remove(graph.output.index()))
         .collect();
-    let mut out = Array2::zeros((0, k));
-    for c in chunks {
-        out.append(Axis(0), c.view()).expect("same width");
+    Ok(stack_rows(chunks, k))
+}
+
+fn stack_rows(pieces: Vec<Array2<f64>>, width: usize) -> Array2<f64> {
+    let rows = pieces.iter().map(|p| p.nrows()).sum();
+    let mut out = Array2::zeros((rows, width));
+    let mut at = 0;
+    for p in pieces {
+        out.slice_mut(s![at..at + p.nrows(), ..]).assign(&p);
+        at += p.nrows();
     }
-    Ok(out)
+    out
+}
+
+/// Every node value of a batch, kept by [`forward_tape`] for a later [`vjp_tape`].
+pub struct Tape {
+    /// Per chunk of `FORWARD_CHUNK` samples, the values of all nodes.
+    chunks: Vec<Vec<Array2<f64>>>,
+    rows: usize,
+}
+
+/// Concrete evaluation that keeps the activations: logits `[n, K]` and the tape for
+/// [`vjp_tape`], so that an attack step pays for one forward pass instead of two.
+pub fn forward_tape(
+    graph: &Graph,
+    inputs: ArrayView2<f64>,
+) -> Result<(Array2<f64>, Tape), EngineError> {
+    unsupported(graph)?;
+    check_inputs(graph, inputs)?;
+    let k = graph.node(graph.output).numel();
+    let chunks: Vec<Vec<Array2<f64>>> = inputs
+        .axis_chunks_iter(Axis(0), FORWARD_CHUNK)
+        .into_par_iter()
+        .map(|x| forward_all(graph, x))
+        .collect();
+    let out = chunks
+        .iter()
+        .map(|values| values[graph.output.index()].clone())
+        .collect();
+    let tape = Tape {
+        chunks,
+        rows: inputs.nrows(),
+    };
+    Ok((stack_rows(out, k), tape))
 }
 
 /// Input gradient of `Σᵢ grad_logits[i] · logits(inputs[i])`, i.e. the vector-Jacobian product;
@@ -144,22 +184,41 @@ pub fn vjp(
     inputs: ArrayView2<f64>,
     grad_logits: ArrayView2<f64>,
 ) -> Result<Array2<f64>, EngineError> {
-    unsupported(graph)?;
-    check_inputs(graph, inputs)?;
+    let (_, tape) = forward_tape(graph, inputs)?;
+    vjp_tape(graph, &tape, grad_logits)
+}
+
+/// [`vjp`] at the inputs recorded in `tape` (by [`forward_tape`] on the same graph).
+pub fn vjp_tape(
+    graph: &Graph,
+    tape: &Tape,
+    grad_logits: ArrayView2<f64>,
+) -> Result<Array2<f64>, EngineError> {
     let k = graph.node(graph.output).numel();
-    if grad_logits.dim() != (inputs.nrows(), k) {
+    let d: usize = graph.input_shape().iter().product();
+    let shapes_match = tape.chunks.iter().all(|values| {
+        values.len() == graph.nodes.len()
+            && values
+                .iter()
+                .zip(&graph.nodes)
+                .all(|(v, node)| v.ncols() == node.numel())
+    });
+    if !shapes_match {
+        return Err(EngineError::InvalidInput(
+            "the tape was recorded on another graph".into(),
+        ));
+    }
+    if grad_logits.dim() != (tape.rows, k) {
         return Err(EngineError::InvalidInput(format!(
             "grad_logits must be [{}, {k}]",
-            inputs.nrows()
+            tape.rows
         )));
     }
-    let d = inputs.ncols();
-    let pieces: Vec<Array2<f64>> = inputs
-        .axis_chunks_iter(Axis(0), FORWARD_CHUNK)
-        .into_par_iter()
+    let pieces: Vec<Array2<f64>> = tape
+        .chunks
+        .par_iter()
         .zip(grad_logits.axis_chunks_iter(Axis(0), FORWARD_CHUNK))
-        .map(|(x, g)| {
-            let values = forward_all(graph, x);
+        .map(|(values, g)| {
             let mut adj: Vec<Option<Array2<f64>>> = vec![None; graph.nodes.len()];
             adj[graph.output.index()] = Some(g.to_owned());
             for id in (1..graph.nodes.len()).rev() {
@@ -180,14 +239,10 @@ pub fn vjp(
             }
             adj[0]
                 .take()
-                .unwrap_or_else(|| Array2::zeros((x.nrows(), d)))
+                .unwrap_or_else(|| Array2::zeros((g.nrows(), d)))
         })
         .collect();
-    let mut out = Array2::zeros((0, d));
-    for p in pieces {
-        out.append(Axis(0), p.view()).expect("same width");
-    }
-    Ok(out)
+    Ok(stack_rows(pieces, d))
 }
 
 fn accumulate(slot: &mut Option<Array2<f64>>, value: Array2<f64>) {
@@ -205,6 +260,8 @@ pub(crate) struct GraphInfo {
     pub relu_input: Vec<bool>,
     /// Whether IBP is exact at this node (at most one mixing affine op after the input).
     pub exact_ibp: Vec<bool>,
+    /// Whether the local-window back-substitution handles this node's neurons.
+    pub window: Vec<bool>,
 }
 
 impl GraphInfo {
@@ -241,6 +298,7 @@ impl GraphInfo {
             live,
             relu_input,
             exact_ibp: class.iter().map(|&c| c <= 1).collect(),
+            window: super::window::window_nodes(graph),
         }
     }
 }
@@ -277,7 +335,7 @@ struct Backsub {
     relu_a: Vec<Option<Array2<f64>>>,
 }
 
-fn crown_lower_slope(l: f64, u: f64) -> f64 {
+pub(crate) fn crown_lower_slope(l: f64, u: f64) -> f64 {
     if u > -l {
         1.0
     } else {
@@ -403,11 +461,16 @@ fn concretize(bs: &Backsub, x0: ArrayView1<f64>, delta: &DeltaBox) -> (Array1<f6
             slack += (c * delta.lo[n]).min(c * delta.hi[n]);
             mag += c.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
         }
-        let safety = SAFETY_REL * (1.0 + mag + value.abs());
-        at_zero[r] = value - safety;
-        lower[r] = value - safety + slack;
+        (at_zero[r], lower[r]) = finish_bound(value, slack, mag);
     }
     (at_zero, lower)
+}
+
+/// A row's value at δ = 0 and its minimum over the box, each moved down by the rounding margin
+/// for the magnitude `mag` of its terms.
+pub(crate) fn finish_bound(value: f64, slack: f64, mag: f64) -> (f64, f64) {
+    let safety = SAFETY_REL * (1.0 + mag + value.abs());
+    (value - safety, value - safety + slack)
 }
 
 fn views(v: &[Array2<f64>]) -> Vec<ArrayView2<'_, f64>> {
@@ -470,11 +533,27 @@ pub(crate) fn sample_intermediate(
         check_finite(&u, "upper bound", &node.name)?;
         if crown && info.relu_input[id] && !info.exact_ibp[id] {
             let unstable: Vec<usize> = (0..l.len()).filter(|&i| l[i] < 0.0 && u[i] > 0.0).collect();
-            for chunk in unstable.chunks(NEURON_CHUNK) {
-                let (lc, uc) = crown_rows(graph, &bounds, id, chunk, x0, delta);
-                for (k, &i) in chunk.iter().enumerate() {
-                    l[i] = l[i].max(lc[k]);
-                    u[i] = u[i].min(uc[k]);
+            if info.window[id] {
+                // One local pass per spatial position, over its unstable channels.
+                let plane = node.shape[1] * node.shape[2];
+                let mut by_position: Vec<Vec<usize>> = vec![Vec::new(); plane];
+                for &i in &unstable {
+                    by_position[i % plane].push(i);
+                }
+                for group in by_position.iter().filter(|g| !g.is_empty()) {
+                    let (lc, uc) = window::crown_rows_window(graph, &bounds, id, group, x0, delta);
+                    for (k, &i) in group.iter().enumerate() {
+                        l[i] = l[i].max(lc[k]);
+                        u[i] = u[i].min(uc[k]);
+                    }
+                }
+            } else {
+                for chunk in unstable.chunks(NEURON_CHUNK) {
+                    let (lc, uc) = crown_rows(graph, &bounds, id, chunk, x0, delta);
+                    for (k, &i) in chunk.iter().enumerate() {
+                        l[i] = l[i].max(lc[k]);
+                        u[i] = u[i].min(uc[k]);
+                    }
                 }
             }
             check_finite(&l, "lower bound", &node.name)?;
@@ -492,7 +571,7 @@ pub(crate) fn sample_intermediate(
 }
 
 /// CROWN lower and upper bounds of neurons `idx` of node `id`.
-fn crown_rows(
+pub(crate) fn crown_rows(
     graph: &Graph,
     bounds: &[Option<Interval>],
     id: usize,
@@ -849,4 +928,36 @@ pub fn margin_bounds_cached(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(MarginBounds { samples })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::build::{random_cnn, random_resnet, Rng};
+
+    /// The tape-based pair gives exactly what `forward` and `vjp` give, across chunk borders,
+    /// and a tape from another graph is refused.
+    #[test]
+    fn tape_matches_forward_and_vjp() {
+        let mut rng = Rng::new(9);
+        let cnn = random_cnn(&mut rng, [2, 7, 7], 3, 4);
+        let resnet = random_resnet(&mut rng, [3, 6, 6], 4, 3);
+        for graph in [&cnn, &resnet] {
+            let d: usize = graph.input_shape().iter().product();
+            let k = graph.node(graph.output).numel();
+            let n = FORWARD_CHUNK + 7;
+            let x = Array2::from_shape_fn((n, d), |_| rng.uniform());
+            let g = Array2::from_shape_fn((n, k), |_| rng.range(-1.0, 1.0));
+            let (logits, tape) = forward_tape(graph, x.view()).unwrap();
+            assert_eq!(logits, forward(graph, x.view()).unwrap());
+            assert_eq!(
+                vjp_tape(graph, &tape, g.view()).unwrap(),
+                vjp(graph, x.view(), g.view()).unwrap()
+            );
+            assert!(vjp_tape(graph, &tape, g.slice(s![1.., ..])).is_err());
+        }
+        let (_, tape) = forward_tape(&cnn, Array2::zeros((2, 98)).view()).unwrap();
+        let g = Array2::zeros((2, 3));
+        assert!(vjp_tape(&resnet, &tape, g.view()).is_err());
+    }
 }

@@ -82,7 +82,7 @@ fn tap_range(start: usize, pad: usize, kernel: usize, size: usize) -> std::ops::
 /// Floating-point operations done in GEMMs so far (for benchmarks' GFLOP/s).
 pub static GEMM_FLOPS: AtomicU64 = AtomicU64::new(0);
 
-fn count_gemm(m: usize, k: usize, n: usize) {
+pub(crate) fn count_gemm(m: usize, k: usize, n: usize) {
     GEMM_FLOPS.fetch_add(2 * (m * k * n) as u64, Ordering::Relaxed);
 }
 
@@ -131,23 +131,50 @@ fn conv_matrix(weight: &ndarray::Array4<f64>, abs: bool) -> Array2<f64> {
     }
 }
 
-/// im2col of rows `x` `[n, cin*h*w]` into `[n*P, cin*kh*kw]`.
-fn im2col(g: &Window, x: ArrayView2<f64>) -> Array2<f64> {
+/// Output positions `o` in `0..out_len` whose input coordinate `o·stride + k − pad` lies in
+/// `0..size`, for kernel tap `k`.
+#[inline]
+fn outputs_inside(
+    k: usize,
+    stride: usize,
+    pad: usize,
+    size: usize,
+    out_len: usize,
+) -> std::ops::Range<usize> {
+    let lo = pad.saturating_sub(k).div_ceil(stride);
+    let hi = if size + pad > k {
+        ((size + pad - k - 1) / stride + 1).min(out_len)
+    } else {
+        0
+    };
+    lo..hi.max(lo)
+}
+
+/// im2col of rows `x` `[n, cin*h*w]`, transposed: `[cin*kh*kw, n*P]`, column `s*P + pos`.
+fn im2col_t(g: &Window, x: ArrayView2<f64>) -> Array2<f64> {
     let n = x.nrows();
     let p = g.positions();
-    let kk = g.kh * g.kw;
-    let mut cols = Array2::<f64>::zeros((n * p, g.cin * kk));
-    for s in 0..n {
-        let xs = x.row(s);
-        for oh in 0..g.ho {
-            for ow in 0..g.wo {
-                let mut row = cols.row_mut(s * p + oh * g.wo + ow);
-                for ki in 0..g.kh {
-                    for kj in 0..g.kw {
-                        if let Some((ih, iw)) = g.tap(oh, ow, ki, kj) {
-                            for ci in 0..g.cin {
-                                row[ci * kk + ki * g.kw + kj] = xs[ci * g.h * g.w + ih * g.w + iw];
-                            }
+    let plane = g.h * g.w;
+    let image = g.cin * plane;
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("contiguous");
+    let mut cols = Array2::<f64>::zeros((g.cin * g.kh * g.kw, n * p));
+    let width = n * p;
+    let cs = cols.as_slice_mut().expect("contiguous");
+    for ci in 0..g.cin {
+        for ki in 0..g.kh {
+            let oh_range = outputs_inside(ki, g.sh, g.ph, g.h, g.ho);
+            for kj in 0..g.kw {
+                let ow_range = outputs_inside(kj, g.sw, g.pw, g.w, g.wo);
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut cs[row * width..][..width];
+                for s in 0..n {
+                    for oh in oh_range.clone() {
+                        let ih = oh * g.sh + ki - g.ph;
+                        let src = s * image + ci * plane + ih * g.w + kj;
+                        let d = &mut dst[s * p + oh * g.wo..][..g.wo];
+                        for ow in ow_range.clone() {
+                            d[ow] = xs[src + ow * g.sw - g.pw];
                         }
                     }
                 }
@@ -157,31 +184,29 @@ fn im2col(g: &Window, x: ArrayView2<f64>) -> Array2<f64> {
     cols
 }
 
-/// Adds col2im of `cols` `[n*P, cin*kh*kw]` into rows `out` `[n, cin*h*w]`.
-fn col2im_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2<f64>) {
+/// Adds col2im of `cols` `[cin*kh*kw, n*P]` (column `s*P + pos`) into rows `out` `[n, cin*h*w]`.
+fn col2im_t_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2<f64>) {
     let n = out.nrows();
     let p = g.positions();
-    let kk = g.kh * g.kw;
     let plane = g.h * g.w;
-    let cols = cols.as_standard_layout();
-    let cols = cols.as_slice().expect("contiguous");
-    let width = cols.len() / (n * p).max(1);
-    for s in 0..n {
-        let mut os = out.row_mut(s);
-        let os = os.as_slice_mut().expect("contiguous rows");
-        for oh in 0..g.ho {
-            let krange = g.rows_inside(oh);
-            for ow in 0..g.wo {
-                let jrange = g.cols_inside(ow);
-                let len = jrange.len();
-                let row = &cols[(s * p + oh * g.wo + ow) * width..][..width];
-                for ci in 0..g.cin {
-                    for ki in krange.clone() {
+    let image = g.cin * plane;
+    let width = n * p;
+    let cs = cols.as_slice().expect("contiguous");
+    let os = out.as_slice_mut().expect("contiguous");
+    for ci in 0..g.cin {
+        for ki in 0..g.kh {
+            let oh_range = outputs_inside(ki, g.sh, g.ph, g.h, g.ho);
+            for kj in 0..g.kw {
+                let ow_range = outputs_inside(kj, g.sw, g.pw, g.w, g.wo);
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let src = &cs[row * width..][..width];
+                for s in 0..n {
+                    for oh in oh_range.clone() {
                         let ih = oh * g.sh + ki - g.ph;
-                        let o = ci * plane + ih * g.w + ow * g.sw + jrange.start - g.pw;
-                        let c = ci * kk + ki * g.kw + jrange.start;
-                        for (dst, src) in os[o..o + len].iter_mut().zip(&row[c..c + len]) {
-                            *dst += src;
+                        let dst = s * image + ci * plane + ih * g.w + kj;
+                        let c = &src[s * p + oh * g.wo..][..g.wo];
+                        for ow in ow_range.clone() {
+                            os[dst + ow * g.sw - g.pw] += c[ow];
                         }
                     }
                 }
@@ -194,7 +219,8 @@ fn chunk_rows(per_row: usize) -> usize {
     (COLS_BUDGET / per_row.max(1)).max(1)
 }
 
-/// Conv forward on rows: `[n, cin*h*w] -> [n, cout*P]` (bias added when given).
+/// Conv forward on rows: `[n, cin*h*w] -> [n, cout*P]` (bias added when given), one GEMM per
+/// chunk of rows: `W [cout, cin*kk] · cols [cin*kk, n*P]`.
 fn conv_forward(
     g: &Window,
     wmat: &Array2<f64>,
@@ -208,15 +234,19 @@ fn conv_forward(
     let step = chunk_rows(p * wmat.ncols().max(cout));
     for start in (0..n).step_by(step) {
         let end = (start + step).min(n);
-        let cols = im2col(g, x.slice(s![start..end, ..]));
-        count_gemm(cols.nrows(), cols.ncols(), cout);
-        let res = cols.dot(&wmat.t()); // [m*P, cout]
+        let cols = im2col_t(g, x.slice(s![start..end, ..]));
+        count_gemm(cout, cols.nrows(), cols.ncols());
+        let res = wmat.dot(&cols); // [cout, m*P]
+        let rs = res.as_slice().expect("contiguous");
+        let m = end - start;
         for (local, s) in (start..end).enumerate() {
             let mut o = out.row_mut(s);
-            for pos in 0..p {
-                let r = res.row(local * p + pos);
-                for co in 0..cout {
-                    o[co * p + pos] = r[co] + bias.map_or(0.0, |b| b[co]);
+            let o = o.as_slice_mut().expect("contiguous rows");
+            for co in 0..cout {
+                let b = bias.map_or(0.0, |b| b[co]);
+                let src = &rs[co * m * p + local * p..][..p];
+                for (d, v) in o[co * p..(co + 1) * p].iter_mut().zip(src) {
+                    *d = v + b;
                 }
             }
         }
@@ -245,15 +275,16 @@ fn conv_pullback(
     for r in 0..rows {
         let row = a.row(r);
         let row = row.as_slice().expect("contiguous rows");
-        // Branch-free compaction of the nonzero positions.
-        nonzeros.resize(cols_n + 1, 0);
-        let mut count = 0;
-        for (i, v) in row.iter().enumerate() {
-            nonzeros[count] = i;
-            count += (*v != 0.0) as usize;
-        }
-        nonzeros.truncate(count);
-        if nonzeros.len() * 4 < cols_n {
+        let count: usize = row.iter().map(|v| (*v != 0.0) as usize).sum();
+        if count * 4 < cols_n {
+            // Branch-free compaction of the nonzero positions.
+            nonzeros.resize(cols_n + 1, 0);
+            let mut at = 0;
+            for (i, v) in row.iter().enumerate() {
+                nonzeros[at] = i;
+                at += (*v != 0.0) as usize;
+            }
+            nonzeros.truncate(at);
             let (mut b, mut m) = (0.0, 0.0);
             for &i in &nonzeros {
                 let t = row[i] * bias[i / p];
@@ -288,20 +319,31 @@ fn conv_pullback(
     let step = chunk_rows(p * wmat.ncols().max(cout));
     for chunk_idx in dense.chunks(step) {
         let m = chunk_idx.len();
-        // [m, cout, P] -> [m, P, cout] -> [m*P, cout]
-        let mut at = Array2::<f64>::zeros((m * p, cout));
-        for (local, &r) in chunk_idx.iter().enumerate() {
-            let row = a.row(r);
-            let row = row.to_shape((cout, p)).expect("row-major");
-            at.slice_mut(s![local * p..(local + 1) * p, ..])
-                .assign(&row.t());
+        // [m, cout*P] -> [cout, m*P]
+        let mut at = Array2::<f64>::zeros((cout, m * p));
+        {
+            let ats = at.as_slice_mut().expect("contiguous");
+            for (local, &r) in chunk_idx.iter().enumerate() {
+                let row = a.row(r);
+                let row = row.as_slice().expect("contiguous rows");
+                for co in 0..cout {
+                    ats[co * m * p + local * p..][..p].copy_from_slice(&row[co * p..][..p]);
+                }
+            }
         }
-        count_gemm(m * p, cout, wmat.ncols());
-        let cols = at.dot(&wmat); // [m*P, cin*kk]
-        let mut block = Array2::<f64>::zeros((m, out.ncols()));
-        col2im_add(g, cols.view(), block.view_mut());
-        for (local, &r) in chunk_idx.iter().enumerate() {
-            out.row_mut(r).assign(&block.row(local));
+        count_gemm(wmat.ncols(), cout, m * p);
+        let cols = wmat.t().dot(&at); // [cin*kk, m*P]
+        let cols = cols.as_standard_layout();
+        let (first, last) = (chunk_idx[0], chunk_idx[m - 1]);
+        if last - first + 1 == m {
+            // Consecutive rows: add straight into `out`.
+            col2im_t_add(g, cols.view(), out.slice_mut(s![first..=last, ..]));
+        } else {
+            let mut block = Array2::<f64>::zeros((m, out.ncols()));
+            col2im_t_add(g, cols.view(), block.view_mut());
+            for (local, &r) in chunk_idx.iter().enumerate() {
+                out.row_mut(r).assign(&block.row(local));
+            }
         }
     }
     Pullback {

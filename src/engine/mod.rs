@@ -11,7 +11,8 @@
 //!   (per-row lower slopes of the final pass optimised by projected Adam, best kept per row).
 //! - [`BoundCache`]: shares intermediate bounds between properties, methods (CROWN and α-CROWN
 //!   share them) and, on disk, runs.
-//! - [`cpu::forward`] and [`cpu::vjp`]: batched concrete evaluation and input gradients.
+//! - [`cpu::forward`] and [`cpu::vjp`]: batched concrete evaluation and input gradients;
+//!   [`cpu::forward_tape`] + [`cpu::vjp_tape`] share one forward pass between the two.
 //!
 //! As in the paper, x + δ is not clipped to the valid pixel range: the box is exactly
 //! `{δ : lo ≤ δ ≤ hi}` around a fixed x.
@@ -30,9 +31,10 @@
 pub mod cache;
 pub mod cpu;
 pub mod linop;
+mod window;
 
 pub use cache::BoundCache;
-pub use cpu::{forward, margin_bounds, vjp, EngineError};
+pub use cpu::{forward, forward_tape, margin_bounds, vjp, vjp_tape, EngineError, Tape};
 
 use ndarray::{Array1, Array2};
 

@@ -1,0 +1,448 @@
+//! CROWN back-substitution of intermediate neurons of `[C, H, W]` nodes with local-window
+//! ("patches") functionals: the rows for the neurons at one spatial position only cover that
+//! position's receptive field at every earlier layer, so each pass costs the receptive field, not
+//! the whole feature map. Same relaxation and arithmetic as the dense path in `cpu.rs`
+//! (coefficients outside the window are exactly zero there).
+
+use super::cpu::{crown_lower_slope, finish_bound, Interval};
+use super::linop::count_gemm;
+use super::DeltaBox;
+use crate::ir::{Graph, Op};
+use ndarray::{Array1, Array2, ArrayView1};
+
+/// All channels, rows `y0..y0+hh`, columns `x0..x0+ww` of a `[C, H, W]` node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Win {
+    y0: usize,
+    x0: usize,
+    hh: usize,
+    ww: usize,
+}
+
+impl Win {
+    fn union(self, o: Win) -> Win {
+        let y0 = self.y0.min(o.y0);
+        let x0 = self.x0.min(o.x0);
+        let y1 = (self.y0 + self.hh).max(o.y0 + o.hh);
+        let x1 = (self.x0 + self.ww).max(o.x0 + o.ww);
+        Win {
+            y0,
+            x0,
+            hh: y1 - y0,
+            ww: x1 - x0,
+        }
+    }
+}
+
+/// Rows over a window: `a` is `[rows, C*hh*ww]`.
+struct WinRows {
+    win: Win,
+    a: Array2<f64>,
+}
+
+/// Which nodes the window path handles: `[C, H, W]` nodes built from the input by convolutions,
+/// ReLUs, per-channel affine maps and additions only.
+pub(crate) fn window_nodes(graph: &Graph) -> Vec<bool> {
+    let mut ok = vec![false; graph.nodes.len()];
+    for (k, node) in graph.nodes.iter().enumerate() {
+        let spatial = node.shape.len() == 3;
+        let inputs_ok = node.inputs.iter().all(|i| ok[i.index()]);
+        ok[k] = spatial
+            && match &node.op {
+                Op::Input => true,
+                Op::Relu | Op::Conv2d { .. } | Op::Add => inputs_ok,
+                Op::ChannelAffine { scale, shift } => {
+                    inputs_ok && scale.len() == node.shape[0] && shift.len() == node.shape[0]
+                }
+                _ => false,
+            };
+    }
+    ok
+}
+
+fn dims(shape: &[usize]) -> (usize, usize, usize) {
+    (shape[0], shape[1], shape[2])
+}
+
+/// Copies `wr` (of a node with `c` channels) into the larger window `to`.
+fn widen_to(wr: WinRows, c: usize, to: Win) -> WinRows {
+    if wr.win == to {
+        return wr;
+    }
+    let rows = wr.a.nrows();
+    let mut a = Array2::zeros((rows, c * to.hh * to.ww));
+    let (dy, dx) = (wr.win.y0 - to.y0, wr.win.x0 - to.x0);
+    for r in 0..rows {
+        for ch in 0..c {
+            for yy in 0..wr.win.hh {
+                for xx in 0..wr.win.ww {
+                    a[[r, (ch * to.hh + yy + dy) * to.ww + xx + dx]] =
+                        wr.a[[r, (ch * wr.win.hh + yy) * wr.win.ww + xx]];
+                }
+            }
+        }
+    }
+    WinRows { win: to, a }
+}
+
+fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
+    *slot = Some(match slot.take() {
+        None => value,
+        Some(acc) => {
+            let to = acc.win.union(value.win);
+            let mut acc = widen_to(acc, c, to);
+            acc.a += &widen_to(value, c, to).a;
+            acc
+        }
+    });
+}
+
+/// CROWN lower and upper bounds of neurons `idx` of node `id`, which must all sit at the same
+/// spatial position (`window_nodes(graph)[id]` must hold).
+pub(crate) fn crown_rows_window(
+    graph: &Graph,
+    bounds: &[Option<Interval>],
+    id: usize,
+    idx: &[usize],
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+) -> (Array1<f64>, Array1<f64>) {
+    let (c, h, w) = dims(&graph.nodes[id].shape);
+    let plane = h * w;
+    let m = idx.len();
+    let pos = idx[0] % plane;
+    // Rows 0..m bound the neuron from below, rows m..2m bound its negation from below.
+    let mut seed = Array2::zeros((2 * m, c));
+    for (r, &i) in idx.iter().enumerate() {
+        debug_assert_eq!(i % plane, pos);
+        seed[[r, i / plane]] = 1.0;
+        seed[[m + r, i / plane]] = -1.0;
+    }
+    let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
+    pending[id] = Some(WinRows {
+        win: Win {
+            y0: pos / w,
+            x0: pos % w,
+            hh: 1,
+            ww: 1,
+        },
+        a: seed,
+    });
+    let mut bias = Array1::<f64>::zeros(2 * m);
+    let mut mag = Array1::<f64>::zeros(2 * m);
+    for k in (1..=id).rev() {
+        let Some(wr) = pending[k].take() else {
+            continue;
+        };
+        let node = &graph.nodes[k];
+        match &node.op {
+            Op::Relu => {
+                let p = node.inputs[0].index();
+                let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
+                let out = relax_relu(wr, &node.shape, l, u, &mut bias, &mut mag);
+                accumulate(&mut pending[p], out, c_of(graph, p));
+            }
+            Op::ChannelAffine { scale, shift } => {
+                let mut wr = wr;
+                let per = wr.win.hh * wr.win.ww;
+                for (r, mut row) in wr.a.rows_mut().into_iter().enumerate() {
+                    let row = row.as_slice_mut().expect("contiguous rows");
+                    for (ch, seg) in row.chunks_exact_mut(per.max(1)).enumerate() {
+                        let sum: f64 = seg.iter().sum();
+                        let abs: f64 = seg.iter().map(|v| v.abs()).sum();
+                        bias[r] += sum * shift[ch];
+                        mag[r] += abs * shift[ch].abs();
+                        for v in seg.iter_mut() {
+                            *v *= scale[ch];
+                        }
+                    }
+                }
+                let p = node.inputs[0].index();
+                accumulate(&mut pending[p], wr, c_of(graph, p));
+            }
+            Op::Conv2d {
+                weight,
+                bias: cb,
+                stride,
+                padding,
+            } => {
+                let p = node.inputs[0].index();
+                let out = conv_pullback_window(
+                    wr,
+                    weight,
+                    cb,
+                    *stride,
+                    *padding,
+                    &graph.nodes[p].shape,
+                    &mut bias,
+                    &mut mag,
+                );
+                accumulate(&mut pending[p], out, c_of(graph, p));
+            }
+            Op::Add => {
+                for input in &node.inputs {
+                    let copy = WinRows {
+                        win: wr.win,
+                        a: wr.a.clone(),
+                    };
+                    accumulate(
+                        &mut pending[input.index()],
+                        copy,
+                        c_of(graph, input.index()),
+                    );
+                }
+            }
+            _ => unreachable!("window_nodes admits only conv, relu, channel affine and add"),
+        }
+    }
+    let lower = concretize_window(
+        pending[0].take(),
+        &graph.nodes[0].shape,
+        &bias,
+        &mag,
+        x0,
+        delta,
+    );
+    let lo = lower.slice(ndarray::s![..m]).to_owned();
+    let up = lower.slice(ndarray::s![m..]).mapv(|t| -t);
+    (lo, up)
+}
+
+fn c_of(graph: &Graph, id: usize) -> usize {
+    graph.nodes[id].shape[0]
+}
+
+/// CROWN's ReLU relaxation (chord above, slope 0 or 1 below) applied to windowed rows.
+fn relax_relu(
+    mut wr: WinRows,
+    shape: &[usize],
+    l: &Array1<f64>,
+    u: &Array1<f64>,
+    bias: &mut Array1<f64>,
+    mag: &mut Array1<f64>,
+) -> WinRows {
+    let (c, h, w) = dims(shape);
+    let win = wr.win;
+    let count = c * win.hh * win.ww;
+    let (mut lower, mut upper, mut intercept) =
+        (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
+    for ch in 0..c {
+        for yy in 0..win.hh {
+            for xx in 0..win.ww {
+                let j = (ch * win.hh + yy) * win.ww + xx;
+                let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
+                let (ln, un) = (l[n], u[n]);
+                if un <= 0.0 {
+                    continue;
+                }
+                if ln >= 0.0 {
+                    lower[j] = 1.0;
+                    upper[j] = 1.0;
+                } else {
+                    let slope = un / (un - ln);
+                    lower[j] = crown_lower_slope(ln, un);
+                    upper[j] = slope;
+                    intercept[j] = -ln * slope;
+                }
+            }
+        }
+    }
+    for (r, mut row) in wr.a.rows_mut().into_iter().enumerate() {
+        let row = row.as_slice_mut().expect("contiguous rows");
+        let mut brow = 0.0;
+        let mut mrow = 0.0;
+        for (((c, &lo), &up), &t) in row.iter_mut().zip(&lower).zip(&upper).zip(&intercept) {
+            let (pos, neg) = (c.max(0.0), c.min(0.0));
+            brow += neg * t;
+            mrow -= neg * t;
+            *c = pos * lo + neg * up;
+        }
+        bias[r] += brow;
+        mag[r] += mrow;
+    }
+    wr
+}
+
+/// Pulls windowed rows of a conv output back to the conv input (its receptive field, clipped to
+/// the image), adding the bias terms: one GEMM `[rows*positions, cout] · [cout, cin*kh*kw]`.
+#[allow(clippy::too_many_arguments)]
+fn conv_pullback_window(
+    wr: WinRows,
+    weight: &ndarray::Array4<f64>,
+    cb: &Array1<f64>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    in_shape: &[usize],
+    bias: &mut Array1<f64>,
+    mag: &mut Array1<f64>,
+) -> WinRows {
+    let (cout, cin, kh, kw) = weight.dim();
+    let (_, h, w) = dims(in_shape);
+    let win = wr.win;
+    let rows = wr.a.nrows();
+    let npos = win.hh * win.ww;
+    if npos == 0 {
+        return WinRows {
+            win,
+            a: Array2::zeros((rows, 0)),
+        };
+    }
+    // Input rows touched: (y0·sh − ph) ..= ((y0+hh−1)·sh − ph + kh − 1), clipped.
+    let span = |o0: usize, n: usize, s: usize, p: usize, k: usize, size: usize| {
+        let lo = (o0 * s).saturating_sub(p);
+        let hi = ((o0 + n - 1) * s + k).saturating_sub(p).min(size);
+        (lo, hi.max(lo) - lo)
+    };
+    let (iy0, ih) = span(win.y0, win.hh, stride[0], padding[0], kh, h);
+    let (ix0, iw) = span(win.x0, win.ww, stride[1], padding[1], kw, w);
+    let in_win = Win {
+        y0: iy0,
+        x0: ix0,
+        hh: ih,
+        ww: iw,
+    };
+    // [rows, cout, npos] -> [rows*npos, cout], with the bias terms.
+    let mut at = Array2::<f64>::zeros((rows * npos, cout));
+    for r in 0..rows {
+        let row = wr.a.row(r);
+        let row = row.as_slice().expect("contiguous rows");
+        let (mut b, mut m) = (0.0, 0.0);
+        for co in 0..cout {
+            let seg = &row[co * npos..][..npos];
+            let sum: f64 = seg.iter().sum();
+            let abs: f64 = seg.iter().map(|v| v.abs()).sum();
+            b += sum * cb[co];
+            m += abs * cb[co].abs();
+            for (q, &v) in seg.iter().enumerate() {
+                at[[r * npos + q, co]] = v;
+            }
+        }
+        bias[r] += b;
+        mag[r] += m;
+    }
+    let wmat = weight
+        .to_shape((cout, cin * kh * kw))
+        .expect("contiguous conv weight");
+    count_gemm(rows * npos, cout, cin * kh * kw);
+    let cols = at.dot(&wmat); // [rows*npos, cin*kh*kw]
+    let mut out = Array2::<f64>::zeros((rows, cin * ih * iw));
+    for r in 0..rows {
+        let mut o = out.row_mut(r);
+        let o = o.as_slice_mut().expect("contiguous rows");
+        for q in 0..npos {
+            let (oy, ox) = (win.y0 + q / win.ww, win.x0 + q % win.ww);
+            let col = cols.row(r * npos + q);
+            let col = col.as_slice().expect("contiguous rows");
+            for ki in 0..kh {
+                let Some(y) = (oy * stride[0] + ki).checked_sub(padding[0]) else {
+                    continue;
+                };
+                if y >= h {
+                    continue;
+                }
+                for kj in 0..kw {
+                    let Some(x) = (ox * stride[1] + kj).checked_sub(padding[1]) else {
+                        continue;
+                    };
+                    if x >= w {
+                        continue;
+                    }
+                    for ci in 0..cin {
+                        o[(ci * ih + y - iy0) * iw + x - ix0] += col[(ci * kh + ki) * kw + kj];
+                    }
+                }
+            }
+        }
+    }
+    WinRows {
+        win: in_win,
+        a: out,
+    }
+}
+
+/// Minimum over the box of each row (windowed at the input node) plus its constant, made safe
+/// by the rounding margin exactly as `cpu::concretize` does.
+fn concretize_window(
+    wr: Option<WinRows>,
+    in_shape: &[usize],
+    bias: &Array1<f64>,
+    mag: &Array1<f64>,
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+) -> Array1<f64> {
+    let rows = bias.len();
+    let mut lower = Array1::zeros(rows);
+    let (c, h, w) = dims(in_shape);
+    for r in 0..rows {
+        let mut value = bias[r];
+        let mut slack = 0.0;
+        let mut m = mag[r];
+        if let Some(wr) = &wr {
+            let win = wr.win;
+            let a = wr.a.row(r);
+            for ch in 0..c {
+                for yy in 0..win.hh {
+                    for xx in 0..win.ww {
+                        let coef = a[(ch * win.hh + yy) * win.ww + xx];
+                        let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
+                        value += coef * x0[n];
+                        slack += (coef * delta.lo[n]).min(coef * delta.hi[n]);
+                        m += coef.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
+                    }
+                }
+            }
+        }
+        lower[r] = finish_bound(value, slack, m).1;
+    }
+    lower
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cpu::{crown_rows, sample_intermediate, GraphInfo};
+    use crate::ir::build::{random_cnn, random_resnet, Rng};
+    use ndarray::Array1;
+
+    /// The window path gives the dense path's bounds (up to summation order) for every neuron of
+    /// every spatial ReLU input, on random CNNs (padding, channel affine) and ResNets (add).
+    #[test]
+    fn window_rows_match_dense_rows() {
+        let mut checked = 0;
+        for seed in 0..3 {
+            let mut rng = Rng::new(100 + seed);
+            let graphs = [
+                random_cnn(&mut rng, [2, 7, 7], 3, 4),
+                random_resnet(&mut rng, [3, 6, 6], 4, 3),
+            ];
+            for graph in graphs {
+                let info = GraphInfo::new(&graph);
+                let d: usize = graph.input_shape().iter().product();
+                let x0 = Array1::from_shape_fn(d, |_| rng.uniform());
+                let delta = DeltaBox::linf(d, 0.05);
+                let inter = sample_intermediate(&graph, &info, x0.view(), &delta, false).unwrap();
+                for id in 1..graph.nodes.len() {
+                    if !(info.window[id] && info.relu_input[id]) {
+                        continue;
+                    }
+                    let shape = &graph.nodes[id].shape;
+                    let plane = shape[1] * shape[2];
+                    for pos in 0..plane {
+                        let idx: Vec<usize> = (0..shape[0]).map(|c| c * plane + pos).collect();
+                        let (ld, ud) =
+                            crown_rows(&graph, &inter.bounds, id, &idx, x0.view(), &delta);
+                        let (lw, uw) =
+                            crown_rows_window(&graph, &inter.bounds, id, &idx, x0.view(), &delta);
+                        for k in 0..idx.len() {
+                            let tol = 1e-9 * (1.0 + ld[k].abs() + ud[k].abs());
+                            assert!((ld[k] - lw[k]).abs() <= tol, "{} vs {}", ld[k], lw[k]);
+                            assert!((ud[k] - uw[k]).abs() <= tol, "{} vs {}", ud[k], uw[k]);
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} neurons compared");
+    }
+}
