@@ -20,4 +20,5 @@ property robust = certify accuracy of net on test under up {
     solver: microlp(time_limit: 60s),
     confidence: 0.9,
     compare: samplewise,
+    attacks: [pgd],
 }

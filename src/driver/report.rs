@@ -37,6 +37,10 @@ pub struct EpsResult {
     pub n: usize,
     pub clean_correct: usize,
     pub samplewise_certified: usize,
+    /// Whether the property asked to compare with sample-wise certification (`compare: samplewise`);
+    /// the table shows the sample-wise column only then. The JSON always has the count.
+    #[serde(skip)]
+    pub compare_samplewise: bool,
     /// `None` for sample-wise perturbation properties.
     pub universal_certified: Option<usize>,
     pub milp_status: Option<MilpStatus>,
@@ -82,27 +86,30 @@ pub fn render_table(results: &[EpsResult]) -> String {
             names.dedup();
             names
         };
-        let mut header = vec![
-            "eps".to_string(),
-            "clean".into(),
-            "sample-wise".into(),
+        let show_samplewise = rows.iter().any(|r| r.compare_samplewise || r.universal_certified.is_none());
+        let mut header = vec!["eps".to_string(), "clean".into()];
+        if show_samplewise {
+            header.push("sample-wise".into());
+        }
+        header.extend([
             "universal".into(),
             "milp".into(),
             "replayed δ".into(),
-        ];
+        ]);
         header.extend(attack_names.iter().map(|a| a.to_string()));
         header.push(format!("population (1-ξ={})", 1.0 - first.xi));
         header.push("seconds".into());
         let mut table: Vec<Vec<String>> = vec![header];
         for r in &rows {
-            let mut row = vec![
-                r.eps_text.clone(),
-                pct(r.clean_correct, r.n),
-                pct(r.samplewise_certified, r.n),
+            let mut row = vec![r.eps_text.clone(), pct(r.clean_correct, r.n)];
+            if show_samplewise {
+                row.push(pct(r.samplewise_certified, r.n));
+            }
+            row.extend([
                 r.universal_certified.map_or("-".into(), |c| pct(c, r.n)),
                 r.milp_status.map_or("-".into(), |s| s.label().to_string()),
                 r.universal_upper.map_or("-".into(), |c| pct(c, r.n)),
-            ];
+            ]);
             for a in &attack_names {
                 row.push(
                     r.attack_correct

@@ -125,6 +125,7 @@ fn attack_kind(attack: Attack) -> AttackKind {
         Attack::DfUap => AttackKind::DfUap,
         Attack::CosUap => AttackKind::CosUap,
         Attack::AdvUap => AttackKind::AdvUap,
+        Attack::SamplewisePgd => AttackKind::SamplewisePgd,
     }
 }
 
@@ -311,22 +312,15 @@ fn certify_sweep(
             milp::samplewise_mask(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
         let samplewise = samplewise_mask.iter().filter(|&&c| c).count();
 
-        // Attacks: universal ones for a universal property, sample-wise PGD whenever sample-wise
-        // numbers are reported.
+        // The property's attacks; universal ones only make sense against a universal property.
         let start = Instant::now();
-        let mut kinds: Vec<AttackKind> = if universal {
-            property
-                .options
-                .attacks
-                .iter()
-                .map(|a| attack_kind(*a))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if !universal || property.options.compare_samplewise {
-            kinds.push(AttackKind::SamplewisePgd);
-        }
+        let kinds: Vec<AttackKind> = property
+            .options
+            .attacks
+            .iter()
+            .map(|a| attack_kind(*a))
+            .filter(|k| universal || !k.is_universal())
+            .collect();
         let mut attack_correct = BTreeMap::new();
         let mut attack_deltas = BTreeMap::new();
         let mut strongest: Option<(usize, Vec<f64>)> = None;
@@ -361,6 +355,7 @@ fn certify_sweep(
             n,
             clean_correct,
             samplewise_certified: samplewise,
+            compare_samplewise: property.options.compare_samplewise,
             universal_certified: None,
             milp_status: None,
             universal_upper: None,

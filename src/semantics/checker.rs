@@ -1104,7 +1104,7 @@ impl<'a> Checker<'a> {
     }
 
     fn opt_attacks(&mut self, v: &ast::OptValue) -> Option<Vec<Attack>> {
-        const ALLOWED: &[&str] = &["pgd", "df_uap", "cos_uap", "adv_uap"];
+        const ALLOWED: &[&str] = &["pgd", "df_uap", "cos_uap", "adv_uap", "samplewise_pgd"];
         let ast::OptValue::List { items, .. } = v else {
             return self.bad_option(v.span(), "attacks", &["a list such as [pgd, df_uap]"]);
         };
@@ -1118,6 +1118,7 @@ impl<'a> Checker<'a> {
                     "df_uap" => Some(Attack::DfUap),
                     "cos_uap" => Some(Attack::CosUap),
                     "adv_uap" => Some(Attack::AdvUap),
+                    "samplewise_pgd" => Some(Attack::SamplewisePgd),
                     _ => None,
                 },
                 _ => None,

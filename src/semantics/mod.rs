@@ -180,6 +180,8 @@ pub enum Attack {
     DfUap,
     CosUap,
     AdvUap,
+    /// One δ per sample: the attack to hold the sample-wise certificate against.
+    SamplewisePgd,
 }
 
 /// Property options with their defaults filled in.
