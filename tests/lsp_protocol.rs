@@ -241,3 +241,51 @@ fn initialize_diagnose_fix_hover_definition_shutdown() {
     let status = c.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+mod random_edits {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FRAGMENTS: &[&str] = &[
+        "", "l", "\n", "(", ")", "{", "}", "[", "]", "\"", "é", "𝔸", "conv2d(1, 2, kernel: 3)",
+        "network n = tiny()", "use std::nets::*", "use \"missing.upc\"", "block b(x) {", "99999999999999999999",
+        "input [0]", " from flat", "//", "relu", "=", ",",
+    ];
+
+    fn edit() -> impl Strategy<Value = (u32, u32, u32, u32, usize)> {
+        (0u32..14, 0u32..50, 0u32..14, 0u32..50, 0..FRAGMENTS.len())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+        /// Random range edits (any positions, also past line ends or inside surrogate pairs)
+        /// never kill the server: every edit gets diagnostics and requests keep being answered.
+        #[test]
+        fn server_survives_random_edits(edits in prop::collection::vec(edit(), 1..25)) {
+            let mut c = Client::start();
+            c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+            c.notify("initialized", json!({}));
+            c.notify("textDocument/didOpen", json!({"textDocument":
+                {"uri": URI, "languageId": "upc", "version": 1, "text": BROKEN}}));
+            c.diagnostics();
+            for (version, (l1, c1, l2, c2, f)) in edits.into_iter().enumerate() {
+                c.notify("textDocument/didChange", json!({
+                    "textDocument": {"uri": URI, "version": version + 2},
+                    "contentChanges": [{"range": {"start": pos(l1, c1), "end": pos(l2, c2)},
+                                        "text": FRAGMENTS[f]}]}));
+                let published = c.diagnostics();
+                prop_assert!(published["diagnostics"].is_array());
+                for method in ["textDocument/hover", "textDocument/definition", "textDocument/completion"] {
+                    let reply = c.request(method, at(l1, c1));
+                    prop_assert!(reply.get("error").is_none(), "{method}: {reply}");
+                }
+            }
+            let symbols = c.request("textDocument/documentSymbol", json!({"textDocument": {"uri": URI}}));
+            prop_assert!(symbols.get("error").is_none());
+            c.request("shutdown", Value::Null);
+            c.notify("exit", Value::Null);
+            prop_assert!(c.child.wait().unwrap().success());
+        }
+    }
+}
