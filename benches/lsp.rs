@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 use std::time::Instant;
-use upcc::lsp::Document;
 use upcc::lsp::text::apply_edit;
+use upcc::lsp::Document;
 use upcc::semantics::MemoryLoader;
 
 /// `blocks` small MLP/conv blocks of ~12 lines each, a network per block, and networks built
@@ -41,7 +41,12 @@ fn main() {
     let mut times = Vec::with_capacity(reps);
     for i in 0..reps {
         // An edit that keeps the file valid: change a constant, then re-check.
-        apply_edit(&mut doc.text, (2, 14), (2, 16), if i % 2 == 0 { "32" } else { "64" });
+        apply_edit(
+            &mut doc.text,
+            (2, 14),
+            (2, 16),
+            if i % 2 == 0 { "32" } else { "64" },
+        );
         let start = Instant::now();
         doc.analyze(&loader);
         times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -187,11 +187,18 @@ fn initialize_diagnose_fix_hover_definition_shutdown() {
     // Definition of a stdlib block through its `use`: a file holding the stdlib text.
     let def = c.request("textDocument/definition", at(10, 36));
     let uri = def["result"]["uri"].as_str().unwrap();
-    assert!(uri.starts_with("file://") && uri.ends_with("/nets.upc"), "{uri}");
+    assert!(
+        uri.starts_with("file://") && uri.ends_with("/nets.upc"),
+        "{uri}"
+    );
     let path = uri.strip_prefix("file://").unwrap();
     let stdlib = std::fs::read_to_string(path).unwrap();
     let line = def["result"]["range"]["start"]["line"].as_u64().unwrap() as usize;
-    assert!(stdlib.lines().nth(line).unwrap().contains("block conv_small()"));
+    assert!(stdlib
+        .lines()
+        .nth(line)
+        .unwrap()
+        .contains("block conv_small()"));
     // Definition on the `use` line's imported name goes to the same place.
     let def2 = c.request("textDocument/definition", at(1, 18));
     assert_eq!(def2["result"], def["result"]);
@@ -247,9 +254,30 @@ mod random_edits {
     use proptest::prelude::*;
 
     const FRAGMENTS: &[&str] = &[
-        "", "l", "\n", "(", ")", "{", "}", "[", "]", "\"", "é", "𝔸", "conv2d(1, 2, kernel: 3)",
-        "network n = tiny()", "use std::nets::*", "use \"missing.upc\"", "block b(x) {", "99999999999999999999",
-        "input [0]", " from flat", "//", "relu", "=", ",",
+        "",
+        "l",
+        "\n",
+        "(",
+        ")",
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        "é",
+        "𝔸",
+        "conv2d(1, 2, kernel: 3)",
+        "network n = tiny()",
+        "use std::nets::*",
+        "use \"missing.upc\"",
+        "block b(x) {",
+        "99999999999999999999",
+        "input [0]",
+        " from flat",
+        "//",
+        "relu",
+        "=",
+        ",",
     ];
 
     fn edit() -> impl Strategy<Value = (u32, u32, u32, u32, usize)> {

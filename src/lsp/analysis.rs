@@ -206,7 +206,12 @@ impl Document {
                 }
             }
         }
-        if let Some(n) = file.items.iter().filter_map(|i| i.name()).find(|n| n.name == name) {
+        if let Some(n) = file
+            .items
+            .iter()
+            .filter_map(|i| i.name())
+            .find(|n| n.name == name)
+        {
             return Some(here(n.span));
         }
         for item in &file.items {
@@ -230,7 +235,12 @@ impl Document {
             let Ok(module) = parse(SourceId(0), &text) else {
                 continue;
             };
-            if let Some(n) = module.items.iter().filter_map(|i| i.name()).find(|n| n.name == name) {
+            if let Some(n) = module
+                .items
+                .iter()
+                .filter_map(|i| i.name())
+                .find(|n| n.name == name)
+            {
                 return Some(self.place(target, &text, n.span));
             }
         }
@@ -272,7 +282,10 @@ impl Document {
                 return Some(format!("parameter `{word}` of block `{}`", block.name.name));
             }
         }
-        let item = file.items.iter().find(|i| i.name().is_some_and(|n| n.name == word));
+        let item = file
+            .items
+            .iter()
+            .find(|i| i.name().is_some_and(|n| n.name == word));
         if let Some(program) = program {
             if let Some(net) = program.networks.iter().find(|n| n.name == word) {
                 return Some(format!(
@@ -524,7 +537,10 @@ fn convert(sources: &SourceMap, root: SourceId, d: &Diagnostic, text: &str) -> E
             sources.lsp_position(root, l.span.end),
         ),
         // Errors without a place in this document sit at its start.
-        _ => ((0, 0), position_of(text, text.find('\n').unwrap_or(text.len()))),
+        _ => (
+            (0, 0),
+            position_of(text, text.find('\n').unwrap_or(text.len())),
+        ),
     };
     let mut message = d.message.clone();
     if let Some(l) = primary.filter(|l| !l.message.is_empty()) {
