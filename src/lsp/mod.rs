@@ -159,7 +159,7 @@ impl Server {
     pub fn request(&mut self, req: Request) -> Response {
         let id = req.id.clone();
         let result = match req.method.as_str() {
-            "textDocument/hover" => self.with_position(req.params, |_, doc, pos| {
+            "textDocument/hover" => self.with_position(req.params, |_, _, doc, pos| {
                 let text = doc.hover(pos.line, pos.character)?;
                 serde_json::to_value(lt::Hover {
                     contents: lt::HoverContents::Markup(lt::MarkupContent {
@@ -170,11 +170,10 @@ impl Server {
                 })
                 .ok()
             }),
-            "textDocument/definition" => self.with_position(req.params, |s, doc, pos| {
+            "textDocument/definition" => self.with_position(req.params, |s, uri, doc, pos| {
                 let loader = OpenDocs(&s.docs);
                 let place = doc.definition(pos.line, pos.character, &loader)?;
-                let uri = doc_uri(s, doc);
-                let location = s.location(&uri, &place)?;
+                let location = s.location(uri, &place)?;
                 serde_json::to_value(lt::GotoDefinitionResponse::Scalar(location)).ok()
             }),
             "textDocument/documentSymbol" => {
@@ -192,7 +191,7 @@ impl Server {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            "textDocument/completion" => self.with_position(req.params, |s, doc, _| {
+            "textDocument/completion" => self.with_position(req.params, |s, _, doc, _| {
                 let items: Vec<lt::CompletionItem> = doc
                     .completions(&OpenDocs(&s.docs))
                     .into_iter()
@@ -222,14 +221,15 @@ impl Server {
     fn with_position(
         &self,
         params: Value,
-        f: impl FnOnce(&Server, &Document, lt::Position) -> Option<Value>,
+        f: impl FnOnce(&Server, &str, &Document, lt::Position) -> Option<Value>,
     ) -> Result<Value, String> {
         let p: lt::TextDocumentPositionParams =
             serde_json::from_value(params).map_err(|e| e.to_string())?;
+        let uri = p.text_document.uri.as_str();
         Ok(self
             .docs
-            .get(p.text_document.uri.as_str())
-            .and_then(|doc| f(self, doc, p.position))
+            .get(uri)
+            .and_then(|doc| f(self, uri, doc, p.position))
             .unwrap_or(Value::Null))
     }
 
@@ -274,15 +274,6 @@ impl Server {
             ..Default::default()
         }
     }
-}
-
-fn doc_uri(server: &Server, doc: &Document) -> String {
-    server
-        .docs
-        .iter()
-        .find(|(_, d)| std::ptr::eq(*d, doc))
-        .map(|(k, _)| k.clone())
-        .unwrap_or_default()
 }
 
 fn publish(uri: &str, diagnostics: Vec<lt::Diagnostic>) -> Notification {
