@@ -584,3 +584,79 @@ impl Loader for Overlay<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::semantics::MemoryLoader;
+
+    const LIB: &str = "block mlp(w) {\n    input [4]\n    fc1 = linear(4, w)\n    act = relu\n    fc2 = linear(w, 2) from act\n}\n";
+    const MAIN: &str = "use \"lib.upc\"::{mlp}\nconst width = 8\nnetwork net = mlp(width)\n";
+
+    fn doc(text: &str) -> (Document, MemoryLoader) {
+        let loader = MemoryLoader::default().with("/p/lib.upc", LIB);
+        let mut d = Document::new(PathBuf::from("/p/main.upc"), text.to_string());
+        d.analyze(&loader);
+        (d, loader)
+    }
+
+    #[test]
+    fn file_imports_resolve_and_networks_have_signatures() {
+        let (d, loader) = doc(MAIN);
+        assert_eq!(d.diagnostics, Vec::new());
+        // `mlp` in `network net = mlp(width)` → lib.upc line 0, `mlp` at columns 6..9.
+        let place = d.definition(2, 15, &loader).unwrap();
+        assert_eq!(place.file, PlaceFile::Path(PathBuf::from("/p/lib.upc")));
+        assert_eq!((place.start, place.end), ((0, 6), (0, 9)));
+        // `width` → the constant.
+        let place = d.definition(2, 19, &loader).unwrap();
+        assert_eq!((place.file, place.start), (PlaceFile::This, (1, 6)));
+        // The module string of the `use` → the file itself.
+        let place = d.definition(0, 7, &loader).unwrap();
+        assert_eq!(place.file, PlaceFile::Path(PathBuf::from("/p/lib.upc")));
+        let hover = d.hover(2, 9).unwrap();
+        assert!(hover.contains("network net: [4] → [2]"), "{hover}");
+        // 4·8 + 8 + 8·2 + 2 weights and biases.
+        assert!(hover.contains("58 parameters"), "{hover}");
+    }
+
+    #[test]
+    fn errors_in_imported_files_point_there() {
+        let loader = MemoryLoader::default().with("/p/lib.upc", LIB.replace("relu", "reluu"));
+        let mut d = Document::new(PathBuf::from("/p/main.upc"), MAIN.to_string());
+        d.analyze(&loader);
+        assert!(!d.diagnostics.is_empty());
+        let in_lib = d.diagnostics.iter().find(|x| {
+            x.related.iter().any(|(p, _)| {
+                p.file == PlaceFile::Path(PathBuf::from("/p/lib.upc")) && p.start == (3, 10)
+            })
+        });
+        assert!(in_lib.is_some(), "{:?}", d.diagnostics);
+    }
+
+    #[test]
+    fn layers_inside_blocks_resolve_locally() {
+        let text = format!("{LIB}network net = mlp(3)\n");
+        let (d, loader) = doc(&text);
+        assert_eq!(d.diagnostics, Vec::new());
+        // `act` after `from` on line 4 → the layer statement on line 3.
+        let place = d.definition(4, 30, &loader).unwrap();
+        assert_eq!(
+            (place.file, place.start, place.end),
+            (PlaceFile::This, (3, 4), (3, 7))
+        );
+        // `w` → the block parameter.
+        let place = d.definition(2, 21, &loader).unwrap();
+        assert_eq!(place.start, (0, 10));
+        let hover = d.hover(2, 5).unwrap();
+        assert!(hover.contains("`fc1` in `net`: linear → [3]"), "{hover}");
+        let symbols = d.symbols();
+        assert_eq!(symbols[0].name, "mlp");
+        let layers: Vec<_> = symbols[0]
+            .children
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(layers, ["fc1", "act", "fc2"]);
+    }
+}
