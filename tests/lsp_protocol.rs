@@ -317,3 +317,48 @@ mod random_edits {
         }
     }
 }
+
+/// Editing an open file re-checks the open files that import it.
+#[test]
+fn importers_are_rechecked_when_an_import_changes() {
+    let lib_uri = "file:///nonexistent-upcc-lsp-test/lib.upc";
+    let main_uri = "file:///nonexistent-upcc-lsp-test/main.upc";
+    let mut c = Client::start();
+    c.request(
+        "initialize",
+        json!({"processId": null, "rootUri": null, "capabilities": {}}),
+    );
+    c.notify("initialized", json!({}));
+    let lib = "block mlp() {\n    input [4]\n    fc = linear(4, 2)\n}\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": lib_uri, "languageId": "upc", "version": 1, "text": lib}}),
+    );
+    assert_eq!(c.diagnostics()["diagnostics"], json!([]));
+    let main = "use \"lib.upc\"::{mlp}\nnetwork net = mlp()\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": main_uri, "languageId": "upc", "version": 1, "text": main}}),
+    );
+    let published = c.diagnostics();
+    assert_eq!(published["uri"], main_uri);
+    assert_eq!(published["diagnostics"], json!([]));
+    // Rename the block in lib.upc: main.upc's import breaks.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": lib_uri, "version": 2},
+               "contentChanges": [{"range": {"start": pos(0, 6), "end": pos(0, 9)}, "text": "mlp2"}]}),
+    );
+    let first = c.diagnostics();
+    assert_eq!(first["uri"], lib_uri);
+    assert_eq!(first["diagnostics"], json!([]));
+    let second = c.diagnostics();
+    assert_eq!(second["uri"], main_uri);
+    assert!(
+        !second["diagnostics"].as_array().unwrap().is_empty(),
+        "{second}"
+    );
+    c.request("shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    assert!(c.child.wait().unwrap().success());
+}

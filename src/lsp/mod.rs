@@ -139,12 +139,33 @@ impl Server {
             _ => return Vec::new(),
         };
         self.reanalyze(&uri);
-        let diagnostics = self.docs[&uri]
-            .diagnostics
+        // Open documents that may import this one (their text names its file) are re-checked too.
+        let file_name = self.docs[&uri]
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut dependents: Vec<String> = self
+            .docs
             .iter()
-            .map(|d| self.to_lsp_diagnostic(&uri, d))
+            .filter(|(k, d)| **k != uri && !file_name.is_empty() && d.text.contains(&file_name))
+            .map(|(k, _)| k.clone())
             .collect();
-        vec![publish(&uri, diagnostics)]
+        dependents.sort();
+        for other in &dependents {
+            self.reanalyze(other);
+        }
+        std::iter::once(&uri)
+            .chain(&dependents)
+            .map(|key| {
+                let diagnostics = self.docs[key]
+                    .diagnostics
+                    .iter()
+                    .map(|d| self.to_lsp_diagnostic(key, d))
+                    .collect();
+                publish(key, diagnostics)
+            })
+            .collect()
     }
 
     fn reanalyze(&mut self, uri: &str) {
