@@ -9,6 +9,7 @@ pub mod driver;
 pub mod engine;
 pub mod formats;
 pub mod ir;
+pub mod lsp;
 pub mod milp;
 pub mod population;
 pub mod rng;

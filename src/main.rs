@@ -63,6 +63,8 @@ enum Command {
         #[arg(long)]
         crr: Option<f64>,
     },
+    /// Language server over stdio (diagnostics, hover, definition, symbols, completion).
+    Lsp,
     /// Print the long explanation of a diagnostic code, e.g. `upcc explain E0211`.
     Explain { code: String },
     /// Certify every property: bounds, MILP, attacks, population bound; print a report.
@@ -115,6 +117,13 @@ fn main() -> ExitCode {
             ExitCode::from(run_verify(&args))
         }
         Command::Population { xi, n, crr } => population(xi, &n, crr),
+        Command::Lsp => match upcc::lsp::run_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: language server: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Explain { code } => match codes::explain(&code) {
             Some(text) => {
                 print!("{text}");
