@@ -3,13 +3,12 @@
 //
 //   upcc verify examples/table1_natural.upc --out out/table1
 //
-// Conv-small and Conv-4-layer take seconds to minutes; Conv-big takes the longest (see BENCHMARKS.md).
+// Conv-big is in table1_conv_big.upc (slow on 2 cores).
 
-use std::nets::{conv_small, conv_4layer, conv_big}
+use std::nets::{conv_small, conv_4layer}
 
 network small = conv_small() weights "../models/mnist/conv_small_natural.safetensors"
 network four = conv_4layer() weights "../models/mnist/conv_4layer_natural.safetensors"
-network big = conv_big() weights "../models/mnist/conv_big_natural.safetensors"
 
 dataset digits = npz("../data/mnist/heldout.npz") | scale 1/255 | sample 100 seed 1
 
@@ -17,4 +16,3 @@ perturbation up = universal linf eps [4/255, 6/255, 8/255]
 
 property conv_small_natural = certify accuracy of small on digits under up { compare: samplewise }
 property conv_4layer_natural = certify accuracy of four on digits under up { compare: samplewise }
-property conv_big_natural = certify accuracy of big on digits under up { compare: samplewise }

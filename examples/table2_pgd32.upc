@@ -2,11 +2,10 @@
 //
 //   upcc verify examples/table2_pgd32.upc --out out/table2
 
-use std::nets::{conv_small, conv_4layer, conv_big}
+use std::nets::{conv_small, conv_4layer}
 
 network small = conv_small() weights "../models/mnist/conv_small_pgd32.safetensors"
 network four = conv_4layer() weights "../models/mnist/conv_4layer_pgd32.safetensors"
-network big = conv_big() weights "../models/mnist/conv_big_pgd32.safetensors"
 
 dataset digits = npz("../data/mnist/heldout.npz") | scale 1/255 | sample 100 seed 1
 
@@ -14,4 +13,3 @@ perturbation up = universal linf eps [16/255, 32/255]
 
 property conv_small_pgd32 = certify accuracy of small on digits under up { compare: samplewise }
 property conv_4layer_pgd32 = certify accuracy of four on digits under up { compare: samplewise }
-property conv_big_pgd32 = certify accuracy of big on digits under up { compare: samplewise }

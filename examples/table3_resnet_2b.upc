@@ -2,16 +2,14 @@
 // and 3/255 on ERAN's first 100 CIFAR-10 test images. These files live in ../shared (outside
 // the repository); the ResNets normalise their input inside the network, so ε is in pixel units.
 //
-//   upcc verify examples/table3_cifar.upc --out out/table3
+//   upcc verify examples/table3_resnet_2b.upc --out out/table3
 
-use std::nets::{resnet_2b, resnet_4b}
+use std::nets::resnet_2b
 
 network resnet2b = resnet_2b() weights "../../shared/external/vnncomp2021/cifar10_resnet/onnx/resnet_2b.onnx"
-network resnet4b = resnet_4b() weights "../../shared/external/vnncomp2021/cifar10_resnet/onnx/resnet_4b.onnx"
 
 dataset cifar = csv("../../shared/external/eran/cifar10_test.csv", shape: [3, 32, 32], layout: hwc)
 
 perturbation up = universal linf eps [1/255, 3/255]
 
 property resnet_2b_pgd = certify accuracy of resnet2b on cifar under up { compare: samplewise }
-property resnet_4b_pgd = certify accuracy of resnet4b on cifar under up { compare: samplewise }
