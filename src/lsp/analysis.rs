@@ -10,22 +10,8 @@ use crate::syntax::{ast, parse};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Built-in layers (as the semantics checker accepts them) and dataset sources, for completion
-/// and hover.
-pub const LAYERS: &[&str] = &[
-    "linear",
-    "conv2d",
-    "relu",
-    "flatten",
-    "reshape",
-    "add",
-    "normalize",
-    "batchnorm",
-    "avgpool",
-    "maxpool",
-    "identity",
-];
-pub const SOURCES: &[&str] = &["npz", "npy", "idx", "cifar", "csv", "noise"];
+/// Built-in layers and dataset sources, for completion and hover: the checker's own lists.
+pub use crate::semantics::{BUILTIN_LAYERS as LAYERS, DATASET_SOURCES as SOURCES};
 pub const KEYWORDS: &[&str] = &[
     "use",
     "const",

@@ -9,7 +9,8 @@ use crate::source::Span;
 use crate::syntax::ast;
 use std::collections::HashMap;
 
-const SOURCES: &[&str] = &["npz", "npy", "idx", "cifar", "csv", "noise"];
+/// The dataset sources of the language.
+pub const SOURCES: &[&str] = &["npz", "npy", "idx", "cifar", "csv", "noise"];
 
 impl<'a> Checker<'a> {
     pub(super) fn dataset(&mut self, r: ItemRef) -> Option<usize> {

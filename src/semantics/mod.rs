@@ -10,7 +10,9 @@ pub mod loader;
 mod network;
 pub mod value;
 
+pub use data::SOURCES as DATASET_SOURCES;
 pub use loader::{FsLoader, Loader, MemoryLoader};
+pub use network::BUILTIN_LAYERS;
 pub use value::{Exact, Rational};
 
 use crate::diagnostics::Diagnostics;

@@ -18,7 +18,8 @@ use ndarray::{Array1, Array2, Array4};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-const BUILTINS: &[&str] = &[
+/// The built-in layers of the language.
+pub const BUILTIN_LAYERS: &[&str] = &[
     "linear",
     "conv2d",
     "relu",
@@ -483,7 +484,7 @@ impl<'a> Checker<'a> {
                 self.precheck_layer(module, otherwise);
             }
             ast::LayerExpr::Call(c) => {
-                if !BUILTINS.contains(&c.callee.name.as_str()) {
+                if !BUILTIN_LAYERS.contains(&c.callee.name.as_str()) {
                     self.block_ref(module, &c.callee);
                 }
             }
@@ -509,12 +510,12 @@ impl<'a> Checker<'a> {
         callee: &ast::Ident,
     ) -> Option<(ItemRef, ast::BlockDecl)> {
         let Some(r) = self.modules[module].scope.get(&callee.name).copied() else {
-            let mut cands: Vec<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
+            let mut cands: Vec<String> = BUILTIN_LAYERS.iter().map(|s| s.to_string()).collect();
             cands.extend(self.modules[module].scope.keys().cloned());
             let mut d =
                 Diagnostic::error("E0103", format!("unknown layer or block `{}`", callee.name))
                     .with_primary(callee.span, "not a builtin layer or a block in scope")
-                    .with_note(format!("builtin layers: {}", BUILTINS.join(", ")));
+                    .with_note(format!("builtin layers: {}", BUILTIN_LAYERS.join(", ")));
             if let Some(s) = closest(&callee.name, cands.iter().map(String::as_str)) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             }
@@ -792,7 +793,7 @@ impl<'a> Checker<'a> {
             ast::LayerExpr::Call(c) => c,
         };
         let op_name = call.callee.name.as_str();
-        if !BUILTINS.contains(&op_name) {
+        if !BUILTIN_LAYERS.contains(&op_name) {
             let (r, b) = self.block_ref(module, &call.callee)?;
             let [input] = inputs.as_slice() else {
                 return self.arity_error(call, inputs.len(), 1);
