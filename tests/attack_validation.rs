@@ -20,7 +20,9 @@ fn models(arch_filter: impl Fn(&str) -> bool) -> Vec<(String, String)> {
             path.is_file().then_some(name)
         })
         .filter_map(|name| {
-            let arch = ["conv_small", "conv_4layer", "conv_big"].into_iter().find(|a| name.starts_with(a))?;
+            let arch = ["conv_small", "conv_4layer", "conv_big"]
+                .into_iter()
+                .find(|a| name.starts_with(a))?;
             arch_filter(arch).then(|| (arch.to_string(), name))
         })
         .collect();
@@ -53,7 +55,10 @@ fn validate(arch: &str, model: &str, n: usize) {
         root = root.display(),
         eps = radii(model)
     );
-    let dir = std::env::temp_dir().join(format!("upcc-attack-validation-{}-{model}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "upcc-attack-validation-{}-{model}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("spec.upc");
     std::fs::write(&path, spec).unwrap();
@@ -67,12 +72,28 @@ fn validate(arch: &str, model: &str, n: usize) {
     let run = verify(&program, &options).unwrap_or_else(|d| panic!("{model}: {:?}", d));
     for row in &run.results {
         let universal = row.universal_certified.expect("universal property");
-        assert!(row.samplewise_certified <= universal, "{model} {}", row.eps_text);
-        assert!(universal <= row.universal_upper.unwrap(), "{model} {}", row.eps_text);
+        assert!(
+            row.samplewise_certified <= universal,
+            "{model} {}",
+            row.eps_text
+        );
+        assert!(
+            universal <= row.universal_upper.unwrap(),
+            "{model} {}",
+            row.eps_text
+        );
         assert_eq!(row.attack_correct.len(), 5, "{model}: every attack ran");
         for (attack, &correct) in &row.attack_correct {
-            let certified = if attack == "samplewise_pgd" { row.samplewise_certified } else { universal };
-            assert!(certified <= correct, "{model} {} {attack}: certified {certified} > {correct}", row.eps_text);
+            let certified = if attack == "samplewise_pgd" {
+                row.samplewise_certified
+            } else {
+                universal
+            };
+            assert!(
+                certified <= correct,
+                "{model} {} {attack}: certified {certified} > {correct}",
+                row.eps_text
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,7 +102,10 @@ fn validate(arch: &str, model: &str, n: usize) {
 #[test]
 fn certificates_hold_against_every_attack_on_conv_small_and_conv_4layer() {
     let models = models(|arch| arch != "conv_big");
-    assert!(models.len() >= 10, "expected the shipped model zoo, found {models:?}");
+    assert!(
+        models.len() >= 10,
+        "expected the shipped model zoo, found {models:?}"
+    );
     for (arch, model) in models {
         validate(&arch, &model, 20);
     }

@@ -51,7 +51,11 @@ fn verify_json_report_satisfies_every_invariant() {
     let dir = temp_dir("json");
     let spec = write_spec(
         &dir,
-        &natural_spec(30, "4/255, 8/255", ", attacks: [pgd, df_uap, samplewise_pgd]"),
+        &natural_spec(
+            30,
+            "4/255, 8/255",
+            ", attacks: [pgd, df_uap, samplewise_pgd]",
+        ),
     );
     let out_dir = dir.join("out");
     let output = upcc()

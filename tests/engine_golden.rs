@@ -30,7 +30,10 @@ fn network(spec: &str) -> Graph {
     std::fs::write(&path, spec).unwrap();
     let (_, checked) = check_file(&path);
     let program = checked.unwrap_or_else(|d| panic!("golden spec does not check: {:?}", d.items));
-    program.networks[0].graph.clone().expect("network has weights")
+    program.networks[0]
+        .graph
+        .clone()
+        .expect("network has weights")
 }
 
 fn close(ours: f64, theirs: f64, scale: f64) -> bool {
@@ -39,7 +42,8 @@ fn close(ours: f64, theirs: f64, scale: f64) -> bool {
 
 fn compare(golden_path: &Path, graph: &Graph) {
     let golden = load_tensors(golden_path).expect("golden file decodes");
-    let get = |k: &str| -> &TensorData { golden.get(k).unwrap_or_else(|| panic!("missing key `{k}`")) };
+    let get =
+        |k: &str| -> &TensorData { golden.get(k).unwrap_or_else(|| panic!("missing key `{k}`")) };
     let x = get("x");
     let (n, d) = (x.shape[0], x.shape[1]);
     let x = Array2::from_shape_vec((n, d), x.data.clone()).unwrap();
@@ -47,7 +51,8 @@ fn compare(golden_path: &Path, graph: &Graph) {
     let eps = get("eps").data[0];
     let (lower, a, bias) = (get("lower"), get("A"), get("bias"));
     let bx = DeltaBox::linf(d, eps);
-    let crown: MarginBounds = margin_bounds(graph, x.view(), &labels, &bx, &BoundMethod::Crown).unwrap();
+    let crown: MarginBounds =
+        margin_bounds(graph, x.view(), &labels, &bx, &BoundMethod::Crown).unwrap();
     let mut compared = 0;
     for (i, s) in crown.samples.iter().enumerate() {
         for r in 0..s.others.len() {
@@ -104,7 +109,10 @@ fn conv_small_matches_auto_lirpa() {
         "use std::nets::conv_small\nnetwork net = conv_small() weights \"{}/models/mnist/conv_small_natural.safetensors\"\n",
         root().display()
     );
-    compare(&root().join("tests/golden/conv_small_natural_crown.npz"), &network(&spec));
+    compare(
+        &root().join("tests/golden/conv_small_natural_crown.npz"),
+        &network(&spec),
+    );
 }
 
 #[test]
@@ -117,5 +125,8 @@ fn resnet_2b_matches_auto_lirpa() {
         "use std::nets::resnet_2b\nnetwork net = resnet_2b() weights \"{}/vnncomp2021/cifar10_resnet/onnx/resnet_2b.onnx\"\n",
         shared.display()
     );
-    compare(&root().join("tests/golden/resnet_2b_crown.npz"), &network(&spec));
+    compare(
+        &root().join("tests/golden/resnet_2b_crown.npz"),
+        &network(&spec),
+    );
 }

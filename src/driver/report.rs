@@ -86,16 +86,14 @@ pub fn render_table(results: &[EpsResult]) -> String {
             names.dedup();
             names
         };
-        let show_samplewise = rows.iter().any(|r| r.compare_samplewise || r.universal_certified.is_none());
+        let show_samplewise = rows
+            .iter()
+            .any(|r| r.compare_samplewise || r.universal_certified.is_none());
         let mut header = vec!["eps".to_string(), "clean".into()];
         if show_samplewise {
             header.push("sample-wise".into());
         }
-        header.extend([
-            "universal".into(),
-            "milp".into(),
-            "replayed δ".into(),
-        ]);
+        header.extend(["universal".into(), "milp".into(), "replayed δ".into()]);
         header.extend(attack_names.iter().map(|a| a.to_string()));
         header.push(format!("population (1-ξ={})", 1.0 - first.xi));
         header.push("seconds".into());

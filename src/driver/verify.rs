@@ -233,8 +233,11 @@ fn property_inputs<'p>(
         .with_primary(property.span, "this property needs a network with weights")
     })?;
     let graph = crate::ir::passes::optimize(graph).map_err(|e| {
-        Diagnostic::error("E0401", format!("IR pass broke layer `{}`: {}", e.node, e.message))
-            .with_primary(network.span, "while optimising this network")
+        Diagnostic::error(
+            "E0401",
+            format!("IR pass broke layer `{}`: {}", e.node, e.message),
+        )
+        .with_primary(network.span, "while optimising this network")
     })?;
     let d: usize = dataset.data.shape.iter().product();
     let inputs = ArrayView2::from_shape((dataset.len(), d), &dataset.data.images).map_err(|e| {

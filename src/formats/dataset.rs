@@ -1,7 +1,7 @@
 //! Datasets: images with integer labels, stored as read (pixels not rescaled).
 
-use crate::rng::SplitMix64;
 use super::{FormatError, FormatErrorKind, TensorData, MAX_FILE_BYTES};
+use crate::rng::SplitMix64;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

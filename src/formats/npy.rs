@@ -374,10 +374,20 @@ mod tests {
     fn fortran_order_arrays_are_reordered() {
         // Column-major [[1, 2, 3], [4, 5, 6]] is stored as 1 4 2 5 3 6.
         let bytes: Vec<u8> = [1u8, 4, 2, 5, 3, 6].to_vec();
-        let t = parse_npy(Path::new("x.npy"), "x", &npy_ordered("|u1", true, "(2, 3)", &bytes)).unwrap();
+        let t = parse_npy(
+            Path::new("x.npy"),
+            "x",
+            &npy_ordered("|u1", true, "(2, 3)", &bytes),
+        )
+        .unwrap();
         assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let cube: Vec<u8> = (0..24).collect();
-        let t = parse_npy(Path::new("x.npy"), "x", &npy_ordered("|u1", true, "(2, 3, 4)", &cube)).unwrap();
+        let t = parse_npy(
+            Path::new("x.npy"),
+            "x",
+            &npy_ordered("|u1", true, "(2, 3, 4)", &cube),
+        )
+        .unwrap();
         // Element (i, j, k) = (1, 2, 1): row-major index 12i + 4j + k, column-major offset i + 2j + 6k.
         assert_eq!(t.data[12 + 2 * 4 + 1], (1 + 2 * 2 + 6) as f64);
     }

@@ -1,8 +1,8 @@
 //! Graph builders: a small fluent builder (used by tests, benches and lowering helpers) and
 //! random networks for property tests.
 
-use crate::rng::SplitMix64;
 use super::{Graph, Node, NodeId, Op};
+use crate::rng::SplitMix64;
 use ndarray::{Array1, Array2, Array4};
 
 /// Seeded generator for random test networks (the crate's [`SplitMix64`], seed mixed so that

@@ -65,7 +65,10 @@ impl<'a> Checker<'a> {
             let data = match Dataset::noise(count, &shape, seed, 0.0, 1.0) {
                 Ok(data) => data,
                 Err(e) => {
-                    self.error(Diagnostic::error("E0204", e).with_primary(call.span, "invalid noise dataset"));
+                    self.error(
+                        Diagnostic::error("E0204", e)
+                            .with_primary(call.span, "invalid noise dataset"),
+                    );
                     return None;
                 }
             };
@@ -460,10 +463,12 @@ impl<'a> Checker<'a> {
                 Some(data)
             }
             Err(e) => {
-                self.error(Diagnostic::error("E0309", e).with_primary(sel_span.unwrap_or(d.span), "invalid selection"));
+                self.error(
+                    Diagnostic::error("E0309", e)
+                        .with_primary(sel_span.unwrap_or(d.span), "invalid selection"),
+                );
                 None
             }
         }
     }
 }
-
