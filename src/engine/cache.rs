@@ -90,6 +90,8 @@ impl BoundCache {
             return None;
         }
         let mut base = Sha256::new();
+        // Entries written by another upcc version are never trusted.
+        base.update(env!("CARGO_PKG_VERSION").as_bytes());
         base.update(graph_hash(graph));
         base.update(if crown { b"crown" } else { b"ibp__" });
         hash_f64s(&mut base, delta.lo.iter());
