@@ -343,6 +343,19 @@ pub(crate) fn crown_lower_slope(l: f64, u: f64) -> f64 {
     }
 }
 
+/// The CROWN relaxation of one ReLU with pre-activation bounds [l, u]:
+/// (lower slope, upper slope, upper intercept, unstable). Stable neurons are exact.
+pub(crate) fn relu_relaxation(l: f64, u: f64) -> (f64, f64, f64, bool) {
+    if u <= 0.0 {
+        (0.0, 0.0, 0.0, false)
+    } else if l >= 0.0 {
+        (1.0, 1.0, 0.0, false)
+    } else {
+        let slope = u / (u - l);
+        (crown_lower_slope(l, u), slope, -l * slope, true)
+    }
+}
+
 /// Pulls the functionals seeded at `seed` back to the input, relaxing each ReLU with the
 /// pre-activation bounds in `bounds` (chord above, slope `alpha` or CROWN's choice below).
 fn back_substitute(
@@ -376,20 +389,7 @@ fn back_substitute(
                 (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
             let mut unstable = vec![false; count];
             for n in 0..count {
-                let (ln, un) = (l[n], u[n]);
-                if un <= 0.0 {
-                    continue;
-                }
-                if ln >= 0.0 {
-                    lower[n] = 1.0;
-                    upper[n] = 1.0;
-                } else {
-                    let slope = un / (un - ln);
-                    lower[n] = crown_lower_slope(ln, un);
-                    upper[n] = slope;
-                    intercept[n] = -ln * slope;
-                    unstable[n] = true;
-                }
+                (lower[n], upper[n], intercept[n], unstable[n]) = relu_relaxation(l[n], u[n]);
             }
             if keep_relu_a {
                 relu_a[id] = Some(a.clone());

@@ -4,7 +4,7 @@
 //! the whole feature map. Same relaxation and arithmetic as the dense path in `cpu.rs`
 //! (coefficients outside the window are exactly zero there).
 
-use super::cpu::{crown_lower_slope, finish_bound, Interval};
+use super::cpu::{finish_bound, relu_relaxation, Interval};
 use super::linop::count_gemm;
 use super::DeltaBox;
 use crate::ir::{Graph, Op};
@@ -231,19 +231,7 @@ fn relax_relu(
             for xx in 0..win.ww {
                 let j = (ch * win.hh + yy) * win.ww + xx;
                 let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
-                let (ln, un) = (l[n], u[n]);
-                if un <= 0.0 {
-                    continue;
-                }
-                if ln >= 0.0 {
-                    lower[j] = 1.0;
-                    upper[j] = 1.0;
-                } else {
-                    let slope = un / (un - ln);
-                    lower[j] = crown_lower_slope(ln, un);
-                    upper[j] = slope;
-                    intercept[j] = -ln * slope;
-                }
+                (lower[j], upper[j], intercept[j], _) = relu_relaxation(l[n], u[n]);
             }
         }
     }
