@@ -23,10 +23,11 @@ fn shared() -> Option<PathBuf> {
 }
 
 /// The network of a golden file, built from a spec by the front end.
-fn network(spec: &str) -> Graph {
+/// Each test passes its own `name`: tests run in parallel threads and must not share a file.
+fn network(name: &str, spec: &str) -> Graph {
     let dir = std::env::temp_dir().join(format!("upcc-golden-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("golden.upc");
+    let path = dir.join(format!("{name}.upc"));
     std::fs::write(&path, spec).unwrap();
     let (_, checked) = check_file(&path);
     let program = checked.unwrap_or_else(|d| panic!("golden spec does not check: {:?}", d.items));
@@ -111,7 +112,7 @@ fn conv_small_matches_auto_lirpa() {
     );
     compare(
         &root().join("tests/golden/conv_small_natural_crown.npz"),
-        &network(&spec),
+        &network("conv_small", &spec),
     );
 }
 
@@ -127,6 +128,6 @@ fn resnet_2b_matches_auto_lirpa() {
     );
     compare(
         &root().join("tests/golden/resnet_2b_crown.npz"),
-        &network(&spec),
+        &network("resnet_2b", &spec),
     );
 }

@@ -285,7 +285,10 @@ fn read_entry(path: &Path, key: &CacheKey, graph: &Graph) -> Option<Intermediate
 fn write_entry(dir: &Path, key: &CacheKey, value: &Intermediate) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = entry_path(dir, key);
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and per write, so parallel writers of one key never share a temp file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, encode(key, value))?;
     std::fs::rename(tmp, path)
 }
