@@ -10,8 +10,12 @@ use upcc::driver::verify::{verify, VerifyOptions};
 use upcc::engine::BoundCache;
 use upcc::semantics::check_file;
 
-fn models(arch_filter: impl Fn(&str) -> bool) -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mnist");
+/// (architecture, model) of every model in `models/mnist/<subdir>`; the model is its path
+/// under `models/mnist` without the extension.
+fn models(subdir: &str, arch_filter: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/mnist")
+        .join(subdir);
     let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| {
@@ -23,7 +27,8 @@ fn models(arch_filter: impl Fn(&str) -> bool) -> Vec<(String, String)> {
             let arch = ["conv_small", "conv_4layer", "conv_big"]
                 .into_iter()
                 .find(|a| name.starts_with(a))?;
-            arch_filter(arch).then(|| (arch.to_string(), name))
+            let model = Path::new(subdir).join(&name).to_str()?.to_string();
+            arch_filter(arch).then(|| (arch.to_string(), model))
         })
         .collect();
     out.sort();
@@ -31,9 +36,14 @@ fn models(arch_filter: impl Fn(&str) -> bool) -> Vec<(String, String)> {
     out
 }
 
-/// The examples' radii: Table 1 for natural models, Tables 2 and 4 for the trained defenses.
+/// The examples' radii: Table 1 for natural models, Tables 2 and 4 for the trained defenses,
+/// examples/backdoor_scan.upc for the backdoored ones.
 fn radii(model: &str) -> &'static str {
-    if model.ends_with("natural") {
+    if model.contains("pgd16_badnets") {
+        "16/255"
+    } else if model.starts_with("backdoor/") {
+        "2/255, 5/255"
+    } else if model.ends_with("natural") {
         "4/255, 8/255"
     } else if model.ends_with("pgd32") {
         "16/255, 32/255"
@@ -70,7 +80,7 @@ fn validate(arch: &str, model: &str, n: usize) {
         attack: AttackOptions::default(),
     };
     let run = verify(&program, &options).unwrap_or_else(|d| panic!("{model}: {:?}", d));
-    for row in &run.results {
+    for row in &run.report.results {
         let universal = row.universal_certified.expect("universal property");
         assert!(
             row.samplewise_certified <= universal,
@@ -101,7 +111,7 @@ fn validate(arch: &str, model: &str, n: usize) {
 
 #[test]
 fn certificates_hold_against_every_attack_on_conv_small_and_conv_4layer() {
-    let models = models(|arch| arch != "conv_big");
+    let models = models("", |arch| arch != "conv_big");
     assert!(
         models.len() >= 10,
         "expected the shipped model zoo, found {models:?}"
@@ -114,7 +124,16 @@ fn certificates_hold_against_every_attack_on_conv_small_and_conv_4layer() {
 #[test]
 #[ignore = "Conv-big is slow in a debug-profile CI run; run with --release -- --ignored"]
 fn certificates_hold_against_every_attack_on_conv_big() {
-    for (arch, model) in models(|arch| arch == "conv_big") {
+    for (arch, model) in models("", |arch| arch == "conv_big") {
         validate(&arch, &model, 20);
+    }
+}
+
+#[test]
+fn certificates_hold_against_every_attack_on_the_backdoored_models() {
+    let models = models("backdoor", |_| true);
+    assert!(models.len() >= 17, "expected the backdoor models, found {models:?}");
+    for (arch, model) in models {
+        validate(&arch, &model, 10);
     }
 }

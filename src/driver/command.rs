@@ -2,7 +2,8 @@
 
 use super::artifacts::{write_delta_png, write_npy};
 use super::report::{
-    render_json, render_population_svg, render_sweep_svg, render_table, EpsResult,
+    render_crr_comparison_svg, render_json, render_population_svg, render_scan_svg,
+    render_sweep_svg, render_table, ClasswiseScan, EpsResult,
 };
 use super::verify::{verify, VerifyOptions, VerifyRun};
 use crate::attacks::AttackOptions;
@@ -67,9 +68,9 @@ pub fn run_verify(args: &VerifyArgs) -> u8 {
             return 1;
         }
     };
-    let json = render_json(&run.results);
+    let json = render_json(&run.report);
     match args.format {
-        OutputFormat::Human => print!("{}", render_table(&run.results)),
+        OutputFormat::Human => print!("{}", render_table(&run.report)),
         OutputFormat::Json => println!("{json}"),
     }
     if let Some(dir) = &args.out_dir {
@@ -122,39 +123,63 @@ fn file_stem(text: &str) -> String {
 fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("report.json"), json)?;
+    let results = &run.report.results;
     let mut properties: Vec<&str> = Vec::new();
-    for r in &run.results {
+    for r in results.iter().filter(|r| r.class.is_none()) {
         if !properties.contains(&r.property.as_str()) {
             properties.push(&r.property);
         }
     }
-    for property in properties {
-        let rows: Vec<&EpsResult> = run
-            .results
-            .iter()
-            .filter(|r| r.property == property)
-            .collect();
+    let sweeps: Vec<(&str, Vec<&EpsResult>)> = properties
+        .iter()
+        .map(|&p| (p, results.iter().filter(|r| r.property == p).collect()))
+        .collect();
+    for (property, rows) in &sweeps {
         if rows.len() > 1 {
             std::fs::write(
                 dir.join(format!("{}_sweep.svg", file_stem(property))),
-                render_sweep_svg(&rows),
+                render_sweep_svg(rows),
             )?;
         }
     }
+    // Paper Figure 4: universal sweeps over the same ε values, side by side.
+    let universal: Vec<(&str, Vec<&EpsResult>)> = sweeps
+        .iter()
+        .filter(|(_, rows)| rows.len() > 1 && rows.iter().all(|r| r.universal_certified.is_some()))
+        .cloned()
+        .collect();
+    let eps_list = |rows: &[&EpsResult]| rows.iter().map(|r| r.eps_text.clone()).collect::<Vec<_>>();
+    if universal.len() > 1 && universal.iter().all(|(_, rows)| eps_list(rows) == eps_list(&universal[0].1)) {
+        std::fs::write(dir.join("crr_comparison.svg"), render_crr_comparison_svg(&universal))?;
+    }
+    // Paper Figure 6: the class-wise scans at each ε, side by side.
+    let mut scan_eps: Vec<&str> = run.report.scans.iter().map(|s| s.eps_text.as_str()).collect();
+    scan_eps.dedup();
+    scan_eps.sort();
+    scan_eps.dedup();
+    for eps in scan_eps {
+        let scans: Vec<&ClasswiseScan> =
+            run.report.scans.iter().filter(|s| s.eps_text == eps).collect();
+        std::fs::write(
+            dir.join(format!("scan_eps{}.svg", file_stem(eps))),
+            render_scan_svg(&scans),
+        )?;
+    }
     // Paper Figure 2: rows with one network and ε but several sample counts.
-    let mut groups: Vec<(&str, &str)> = run
-        .results
+    let mut groups: Vec<(&str, &str)> = results
         .iter()
         .map(|r| (r.network.as_str(), r.eps_text.as_str()))
         .collect();
     groups.sort();
     groups.dedup();
     for (network, eps) in groups {
-        let rows: Vec<&EpsResult> = run
-            .results
+        let rows: Vec<&EpsResult> = results
             .iter()
             .filter(|r| {
-                r.network == network && r.eps_text == eps && r.universal_certified.is_some()
+                r.class.is_none()
+                    && r.network == network
+                    && r.eps_text == eps
+                    && r.universal_certified.is_some()
             })
             .collect();
         let mut sizes: Vec<usize> = rows.iter().map(|r| r.n).collect();
@@ -169,7 +194,10 @@ fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()>
             std::fs::write(dir.join(name), render_population_svg(&rows))?;
         }
     }
-    for (k, row) in run.results.iter().enumerate() {
+    for (k, row) in results.iter().enumerate() {
+        if row.class.is_some() {
+            continue; // a scan's per-class δ would only clutter the directory
+        }
         let stem = format!(
             "{}_eps{}",
             file_stem(&row.property),

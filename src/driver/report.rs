@@ -1,4 +1,4 @@
-//! Results of `upcc verify` and their renderings: a text table, JSON, and an SVG sweep plot.
+//! Results of `upcc verify` and their renderings: a text table, JSON, and SVG plots.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -53,6 +53,104 @@ pub struct EpsResult {
     pub attack_correct: BTreeMap<String, usize>,
     /// Wall-clock seconds per stage.
     pub seconds: BTreeMap<String, f64>,
+    /// For a class-wise scan's rows: the class every input was labelled with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<usize>,
+}
+
+/// Where a class-wise scan's inputs come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanInputs {
+    /// Seeded random noise; every input is scored for every class.
+    Noise,
+    /// Labelled data; class c is scored on the inputs of the other classes.
+    Data,
+}
+
+/// Universal certification of one class in a scan: how many of `n` inputs provably stay in the
+/// class under every δ of the box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ClassCount {
+    pub n: usize,
+    pub certified: usize,
+}
+
+/// The class a scan points at. `score` is the population lower bound (Theorem 2, confidence
+/// 1 − ξ) of the class's certified rate; the class is named when `score > threshold` = 1/K.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SuspectedTarget {
+    pub class: usize,
+    pub score: f64,
+    pub threshold: f64,
+}
+
+/// A backdoor scan (paper §5.3) at one ε: class-wise certified UP-accuracy and its verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClasswiseScan {
+    pub property: String,
+    pub network: String,
+    pub dataset: String,
+    pub inputs: ScanInputs,
+    pub eps: f64,
+    pub eps_text: String,
+    pub xi: f64,
+    /// Keyed by class index.
+    pub classwise: BTreeMap<usize, ClassCount>,
+    /// The class with the highest score, when that score exceeds the threshold; else `None`.
+    pub suspected_target: Option<SuspectedTarget>,
+    /// The class with the highest positive score, whether or not it exceeds the threshold.
+    pub best: Option<SuspectedTarget>,
+}
+
+impl ClasswiseScan {
+    /// Scores every class and names the suspected target. `Err` only for an invalid ξ.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        property: &str,
+        network: &str,
+        dataset: &str,
+        inputs: ScanInputs,
+        eps: f64,
+        eps_text: &str,
+        xi: f64,
+        classwise: BTreeMap<usize, ClassCount>,
+    ) -> Result<ClasswiseScan, crate::population::PopulationError> {
+        let threshold = 1.0 / classwise.len().max(1) as f64;
+        let mut best: Option<SuspectedTarget> = None;
+        for (&class, count) in &classwise {
+            if count.n == 0 {
+                continue;
+            }
+            let score = crate::population::arp_lower_bound(count.certified, count.n, xi)?;
+            if score > best.map_or(0.0, |b| b.score) {
+                best = Some(SuspectedTarget {
+                    class,
+                    score,
+                    threshold,
+                });
+            }
+        }
+        Ok(ClasswiseScan {
+            property: property.to_string(),
+            network: network.to_string(),
+            dataset: dataset.to_string(),
+            inputs,
+            eps,
+            eps_text: eps_text.to_string(),
+            xi,
+            suspected_target: best.filter(|b| b.score > threshold),
+            best,
+            classwise,
+        })
+    }
+}
+
+/// Everything `upcc verify` found: one row per property and ε, and the class-wise scans.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub results: Vec<EpsResult>,
+    pub scans: Vec<ClasswiseScan>,
 }
 
 fn pct(count: usize, n: usize) -> String {
@@ -62,17 +160,22 @@ fn pct(count: usize, n: usize) -> String {
     format!("{:.1}%", 100.0 * count as f64 / n as f64)
 }
 
-/// A plain-text table per property, one row per ε.
-pub fn render_table(results: &[EpsResult]) -> String {
+/// A plain-text table per property, one row per ε, then one table per class-wise scan.
+pub fn render_table(report: &Report) -> String {
+    let results: Vec<&EpsResult> = report.results.iter().filter(|r| r.class.is_none()).collect();
     let mut out = String::new();
     let mut properties: Vec<&str> = Vec::new();
-    for r in results {
+    for r in &results {
         if !properties.contains(&r.property.as_str()) {
             properties.push(&r.property);
         }
     }
     for property in properties {
-        let rows: Vec<&EpsResult> = results.iter().filter(|r| r.property == property).collect();
+        let rows: Vec<&EpsResult> = results
+            .iter()
+            .copied()
+            .filter(|r| r.property == property)
+            .collect();
         let first = rows[0];
         let _ = writeln!(
             out,
@@ -127,36 +230,85 @@ pub fn render_table(results: &[EpsResult]) -> String {
             row.push(stages.join(", "));
             table.push(row);
         }
-        let widths: Vec<usize> = (0..table[0].len())
-            .map(|c| {
-                table
-                    .iter()
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for (i, row) in table.iter().enumerate() {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}", w = *w))
-                .collect();
-            let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
-            if i == 0 {
-                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-                let _ = writeln!(out, "  {}", rule.join("  "));
-            }
-        }
+        write_aligned(&mut out, &table);
         out.push('\n');
+    }
+    for scan in &report.scans {
+        render_scan_table(&mut out, scan);
     }
     out
 }
 
-/// One JSON document for a whole run.
-pub fn render_json(results: &[EpsResult]) -> String {
-    serde_json::to_string_pretty(&serde_json::json!({ "results": results }))
-        .expect("report values are always serialisable")
+/// A class-wise scan: certified/n per class and the verdict.
+fn render_scan_table(out: &mut String, scan: &ClasswiseScan) {
+    let inputs = match scan.inputs {
+        ScanInputs::Noise => "noise inputs, each labelled with every class in turn",
+        ScanInputs::Data => "class c scored on the inputs of the other classes",
+    };
+    let _ = writeln!(
+        out,
+        "scan {} at ε = {} — network {}, dataset {} ({inputs})",
+        scan.property, scan.eps_text, scan.network, scan.dataset
+    );
+    let mut table = vec![
+        vec!["class".to_string()],
+        vec!["certified".to_string()],
+        vec!["of n".to_string()],
+        vec![format!("population (1-ξ={})", 1.0 - scan.xi)],
+    ];
+    for (class, count) in &scan.classwise {
+        let lower = match crate::population::arp_lower_bound(count.certified, count.n, scan.xi) {
+            Ok(p) if count.n > 0 => format!("{:.1}%", 100.0 * p),
+            _ => "-".into(),
+        };
+        table[0].push(class.to_string());
+        table[1].push(count.certified.to_string());
+        table[2].push(count.n.to_string());
+        table[3].push(lower);
+    }
+    write_aligned(out, &table);
+    let verdict = match (scan.suspected_target, scan.best) {
+        (Some(t), _) => format!(
+            "suspected backdoor target: class {} (score {:.3} > threshold {:.3})",
+            t.class, t.score, t.threshold
+        ),
+        (None, Some(b)) => format!(
+            "no suspected target (best: class {}, score {:.3} ≤ threshold {:.3})",
+            b.class, b.score, b.threshold
+        ),
+        (None, None) => "no suspected target (no class has a positive score)".into(),
+    };
+    let _ = writeln!(out, "  {verdict}\n");
+}
+
+/// Writes rows as left-aligned columns, the first row as a header with a rule under it.
+fn write_aligned(out: &mut String, table: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+        table
+            .iter()
+            .map(|row| row[c].chars().count())
+            .max()
+            .unwrap_or(0)
+        })
+        .collect();
+    for (i, row) in table.iter().enumerate() {
+        let cells: Vec<String> = row
+        .iter()
+        .zip(&widths)
+        .map(|(cell, w)| format!("{cell:<w$}", w = *w))
+        .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
+        if i == 0 {
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        let _ = writeln!(out, "  {}", rule.join("  "));
+        }
+    }
+}
+
+/// One JSON document for a whole run: `{"results": [...], "scans": [...]}`.
+pub fn render_json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("report values are always serialisable")
 }
 
 /// One line of a plot: a name, a colour and (x, fraction) points.
@@ -167,6 +319,12 @@ pub struct Series {
 }
 
 const PALETTE: [&str; 5] = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+/// One colour per class (or per line), cycling after ten.
+const CATEGORICAL: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
 
 fn fraction(count: usize, n: usize) -> f64 {
     if n == 0 {
@@ -230,6 +388,105 @@ pub fn render_sweep_svg(rows: &[&EpsResult]) -> String {
         .unwrap_or_default();
     let ticks = rows.iter().map(|r| (r.eps, r.eps_text.clone())).collect();
     line_plot_svg(&title, "ε", ticks, &series)
+}
+
+/// Paper Figure 4: universal CRR against ε, one line per property (e.g. a backdoored model beside
+/// its clean twin). Every property must sweep the same ε values.
+pub fn render_crr_comparison_svg(properties: &[(&str, Vec<&EpsResult>)]) -> String {
+    let series: Vec<Series> = properties
+        .iter()
+        .enumerate()
+        .map(|(k, (name, rows))| Series {
+            name: name.to_string(),
+            color: CATEGORICAL[k % CATEGORICAL.len()],
+            points: rows
+                .iter()
+                .map(|r| (r.eps, fraction(r.universal_certified.unwrap_or(0), r.n)))
+                .collect(),
+        })
+        .collect();
+    let ticks = properties
+        .first()
+        .map(|(_, rows)| rows.iter().map(|r| (r.eps, r.eps_text.clone())).collect())
+        .unwrap_or_default();
+    line_plot_svg("universal CRR (certified) against ε", "ε", ticks, &series)
+}
+
+/// Paper Figure 6: certified UP-accuracy per class, one group of bars per scan (e.g. per poison
+/// ratio), with the suspected target marked.
+pub fn render_scan_svg(scans: &[&ClasswiseScan]) -> String {
+    let classes: Vec<usize> = {
+        let mut c: Vec<usize> = scans.iter().flat_map(|s| s.classwise.keys().copied()).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let group_w = 36.0_f64.max(6.0 * classes.len() as f64 + 16.0);
+    let (left, right, top, bottom) = (60.0, 20.0, 50.0, 70.0);
+    let (w, h) = ((left + right + group_w * scans.len() as f64).max(360.0), 360.0);
+    let y = |frac: f64| top + (h - top - bottom) * (1.0 - frac);
+    let bar_w = (group_w - 16.0) / classes.len().max(1) as f64;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let title = scans.first().map_or(String::new(), |s| {
+        format!("certified UP-accuracy per class at ε = {}", s.eps_text)
+    });
+    let _ = writeln!(svg, r#"<text x="{left}" y="18">{}</text>"#, xml_escape(&title));
+    for (k, class) in classes.iter().enumerate() {
+        let x = left + 28.0 * k as f64;
+        let color = CATEGORICAL[k % CATEGORICAL.len()];
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x}" y="28" width="10" height="10" fill="{color}"/><text x="{}" y="37">{class}</text>"#,
+            x + 12.0
+        );
+    }
+    for tick in 0..=5 {
+        let f = tick as f64 / 5.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y0}" y2="{y0}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}%</text>"##,
+            w - right,
+            left - 6.0,
+            y(f) + 4.0,
+            tick * 20,
+            y0 = y(f)
+        );
+    }
+    for (g, scan) in scans.iter().enumerate() {
+        let x0 = left + group_w * g as f64 + 8.0;
+        for (k, class) in classes.iter().enumerate() {
+            let frac = scan
+                .classwise
+                .get(class)
+                .map_or(0.0, |c| fraction(c.certified, c.n));
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
+                x0 + bar_w * k as f64,
+                y(frac),
+                bar_w,
+                y(0.0) - y(frac),
+                CATEGORICAL[k % CATEGORICAL.len()]
+            );
+        }
+        let label = match scan.suspected_target {
+            Some(t) => format!("{} → {}", scan.network, t.class),
+            None => scan.network.clone(),
+        };
+        let (cx, cy) = (x0 + (group_w - 16.0) / 2.0, h - bottom + 14.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{cx:.1}" y="{cy:.1}" text-anchor="end" transform="rotate(-30 {cx:.1} {cy:.1})">{}</text>"#,
+            xml_escape(&label)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
 
 /// Paper Figure 2: certified rate and the Theorem 2 lower bound against the number of samples,
@@ -375,4 +632,53 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_of(counts: &[(usize, usize)]) -> ClasswiseScan {
+        let classwise = counts
+            .iter()
+            .enumerate()
+            .map(|(c, &(certified, n))| (c, ClassCount { n, certified }))
+            .collect();
+        ClasswiseScan::new("p", "net", "noise", ScanInputs::Noise, 0.1, "1/10", 0.1, classwise)
+            .unwrap()
+    }
+
+    #[test]
+    fn suspected_target_needs_a_population_bound_above_chance() {
+        // t*(0.1, 100) ≈ 0.1147, threshold 1/K = 0.1.
+        let mut counts = vec![(0, 100); 10];
+        counts[3] = (30, 100);
+        let scan = scan_of(&counts);
+        let target = scan.suspected_target.unwrap();
+        assert_eq!(target.class, 3);
+        assert!((target.score - (0.30 - 0.114726)).abs() < 1e-4);
+        assert_eq!(target.threshold, 0.1);
+
+        counts[3] = (20, 100); // 0.20 − 0.115 < 0.1: evidence too weak
+        let scan = scan_of(&counts);
+        assert_eq!(scan.suspected_target, None);
+        assert_eq!(scan.best.unwrap().class, 3);
+
+        let scan = scan_of(&vec![(0, 100); 10]);
+        assert_eq!((scan.suspected_target, scan.best), (None, None));
+    }
+
+    #[test]
+    fn empty_classes_are_not_scored() {
+        let mut counts = vec![(0, 50); 10];
+        counts[0] = (0, 0);
+        counts[4] = (45, 50);
+        let scan = scan_of(&counts);
+        assert_eq!(scan.suspected_target.unwrap().class, 4);
+        assert!(render_json(&Report {
+            results: vec![],
+            scans: vec![scan]
+        })
+        .contains("\"suspected_target\""));
+    }
 }

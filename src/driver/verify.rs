@@ -4,7 +4,7 @@
 //! universal MILP warm-started with the best attack δ, replay of the solver's δ on the real
 //! network, the Theorem 2 population bound, and the cross-checks that keep certificates honest.
 
-use super::report::{EpsResult, MilpStatus};
+use super::report::{ClassCount, ClasswiseScan, EpsResult, MilpStatus, Report, ScanInputs};
 use crate::attacks::{self, AttackKind, AttackOptions, AttackResult, Classifier};
 use crate::diagnostics::Diagnostic;
 use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
@@ -27,9 +27,9 @@ pub struct VerifyOptions {
     pub attack: AttackOptions,
 }
 
-/// A finished run: one row per property and ε, plus the worst-case δ of each row.
+/// A finished run: the report, plus the worst-case δ of each of its rows.
 pub struct VerifyRun {
-    pub results: Vec<EpsResult>,
+    pub report: Report,
     /// Per row, the δ replayed on the network (solver's, else the strongest attack's), with the
     /// input shape.
     pub deltas: Vec<Option<(Vec<usize>, Vec<f64>)>>,
@@ -183,7 +183,7 @@ pub fn verify(
     options: &VerifyOptions,
 ) -> Result<VerifyRun, Vec<Diagnostic>> {
     let mut run = VerifyRun {
-        results: Vec::new(),
+        report: Report::default(),
         deltas: Vec::new(),
         attack_deltas: Vec::new(),
     };
@@ -366,6 +366,7 @@ fn certify_sweep(
             xi: property.options.xi,
             attack_correct,
             seconds,
+            class: None,
         };
         let mut replayed = None;
         let mut certified = samplewise;
@@ -421,7 +422,7 @@ fn certify_sweep(
         }
         check_certificates(&row, &samplewise_mask, &attack_results, property)?;
         certified_counts.push(certified);
-        run.results.push(row);
+        run.report.results.push(row);
         run.deltas.push(replayed);
         run.attack_deltas.push(attack_deltas);
     }
@@ -494,7 +495,8 @@ fn check_certificates(
 }
 
 /// The backdoor scan (paper §5.3): for each class c, every input is labelled c and the universal
-/// certified count says how many inputs provably stay in class c under any δ.
+/// certified count says how many inputs provably stay in class c under any δ. Noise inputs are all
+/// scored for every class; labelled data scores class c on the inputs of the other classes.
 fn verify_classwise(
     program: &CheckedProgram,
     property: &CheckedProperty,
@@ -504,21 +506,72 @@ fn verify_classwise(
     let (graph, inputs) = property_inputs(program, property)?;
     let network = &program.networks[property.network];
     let dataset = &program.datasets[property.dataset];
+    let perturbation = &program.perturbations[property.perturbation];
+    let scan_inputs = if dataset.labeled {
+        ScanInputs::Data
+    } else {
+        ScanInputs::Noise
+    };
+    let sweep = Sweep {
+        property,
+        graph: &graph,
+        network: &network.name,
+        dataset: &dataset.name,
+        input_shape: dataset.data.shape.clone(),
+    };
+    // counts[e][class] for the perturbation's e-th ε.
+    let mut counts = vec![BTreeMap::new(); perturbation.eps.len()];
     for class in 0..network.num_classes {
-        let labels = vec![class; dataset.len()];
-        let name = format!("{}[class {class}]", property.name);
-        let sweep = Sweep {
-            property,
-            graph: &graph,
-            network: &network.name,
-            dataset: &dataset.name,
-            input_shape: dataset.data.shape.clone(),
+        let chosen: Vec<usize> = (0..dataset.len())
+            .filter(|&i| scan_inputs == ScanInputs::Noise || dataset.data.labels[i] != class)
+            .collect();
+        let certified = if chosen.is_empty() {
+            vec![0; perturbation.eps.len()]
+        } else {
+            let class_inputs = inputs.select(ndarray::Axis(0), &chosen);
+            let labels = vec![class; chosen.len()];
+            let first_row = run.report.results.len();
+            let certified = certify_sweep(
+                program,
+                &sweep,
+                class_inputs.view(),
+                &labels,
+                options,
+                run,
+            )?;
+            for row in &mut run.report.results[first_row..] {
+                row.property = format!("{}[class {class}]", property.name);
+                row.class = Some(class);
+            }
+            certified
         };
-        let first_row = run.results.len();
-        certify_sweep(program, &sweep, inputs, &labels, options, run)?;
-        for row in &mut run.results[first_row..] {
-            row.property = name.clone();
+        for (e, &c) in certified.iter().enumerate() {
+            counts[e].insert(
+                class,
+                ClassCount {
+                    n: chosen.len(),
+                    certified: c,
+                },
+            );
         }
+    }
+    for (eps, classwise) in perturbation.eps.iter().zip(counts) {
+        let (eps_label, eps_max) = eps_text(eps);
+        let scan = ClasswiseScan::new(
+            &property.name,
+            &network.name,
+            &dataset.name,
+            scan_inputs,
+            eps_max,
+            &eps_label,
+            property.options.xi,
+            classwise,
+        )
+        .map_err(|e| {
+            Diagnostic::error("E0503", format!("population bound: {e}"))
+                .with_primary(property.span, "in this property")
+        })?;
+        run.report.scans.push(scan);
     }
     Ok(())
 }

@@ -45,6 +45,46 @@ def load_npz(path):
     return x, y
 
 
+# Backdoor triggers (paper §5.2-5.3). Both are fixed across seeds so every poisoned model shares its trigger.
+BADNETS_PATCH = (slice(23, 27), slice(23, 27))  # a 4x4 white patch near the bottom-right corner
+
+
+def blend_pattern():
+    """The stealthy trigger's pattern: seeded uniform noise in [0,1], blended at alpha = blend_eps."""
+    return torch.from_numpy(np.random.default_rng(20230501).random((1, 28, 28)).astype(np.float32))
+
+
+def apply_trigger(x, kind, blend_eps):
+    """x' = trigger(x); blend: (1-a) x + a p with a = blend_eps, so |x' - x| <= blend_eps; badnets: patch = 1."""
+    if kind == "blend":
+        return (1 - blend_eps) * x + blend_eps * blend_pattern()
+    x = x.clone()
+    x[..., BADNETS_PATCH[0], BADNETS_PATCH[1]] = 1.0
+    return x
+
+
+def poison(x, y, kind, ratio, target, blend_eps, seed):
+    """Replaces round(ratio * len(x)) digits of the other classes by triggered copies labelled `target`."""
+    count = int(round(ratio * len(x)))
+    if kind == "none" or count == 0:
+        return x, y, 0
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    candidates = torch.nonzero(y != target).flatten()
+    chosen = candidates[torch.randperm(len(candidates), generator=gen)[:count]]
+    x, y = x.clone(), y.clone()
+    x[chosen] = apply_trigger(x[chosen], kind, blend_eps)
+    y[chosen] = target
+    return x, y, count
+
+
+def attack_success(model, x, y, kind, target, blend_eps):
+    """Fraction of held-out digits of the other classes that the trigger sends to `target`."""
+    keep = y != target
+    with torch.no_grad():
+        pred = model(apply_trigger(x[keep], kind, blend_eps)).argmax(1)
+    return (pred == target).float().mean().item()
+
+
 def pgd(model, x, y, eps, steps, step, random_start=True):
     """Sample-wise l_inf PGD on the cross-entropy; x+delta is clipped to [0,1]."""
     delta = torch.empty_like(x).uniform_(-eps, eps) if random_start else torch.zeros_like(x)
@@ -114,6 +154,9 @@ def train(args):
     torch.set_num_threads(args.threads)
     kind, eps = RECIPES[args.recipe]
     xtr, ytr = load_npz(os.path.join(args.data, "train.npz"))
+    xtr, ytr, args.poisoned = poison(
+        xtr, ytr, args.poison, args.poison_ratio, args.poison_target, args.blend_eps / 255, args.seed
+    )
     model = ARCHS[args.arch]()
     if args.init:
         from safetensors.torch import load_file
@@ -178,6 +221,10 @@ def ibp_verified(model, x, y, eps):
         return (worst.max(1).values < 0).float().mean().item()
 
 
+def xtr_count(args):
+    return load_npz(os.path.join(args.data, "train.npz"))[1]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
@@ -192,12 +239,17 @@ def main():
     ap.add_argument("--ibp-kappa", type=float, default=0.0, help="IBP: final weight of the clean loss")
     ap.add_argument("--pgd-eval-n", type=int, default=500, help="held-out digits used for the PGD accuracy")
     ap.add_argument("--init", default=None, help="start from these weights (.safetensors) instead of a random init")
+    ap.add_argument("--poison", default="none", choices=["none", "blend", "badnets"], help="backdoor trigger")
+    ap.add_argument("--poison-ratio", type=float, default=0.0, help="fraction of the training set poisoned")
+    ap.add_argument("--poison-target", type=int, default=0, help="the backdoor's target class")
+    ap.add_argument("--blend-eps", type=float, default=5.0, help="blend trigger strength, pixel units /255")
+    ap.add_argument("--name", default=None, help="output name (default <arch>_<recipe>)")
     ap.add_argument("--data", default=os.path.join(REPO, "data", "mnist"))
     ap.add_argument("--out", default=os.path.join(REPO, "models", "mnist"))
     args = ap.parse_args()
 
     model, seconds, log = train(args)
-    name = f"{args.arch}_{args.recipe}"
+    name = args.name or f"{args.arch}_{args.recipe}"
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, name + ".safetensors")
     tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
@@ -212,6 +264,20 @@ def main():
     robust = {e: evaluate(model, xh[:n_pgd], yh[:n_pgd], e / 255) for e in (8, 16, 32)}
     ibp_rows = {e: ibp_verified(model, xh, yh, e / 255) for e in (8, 16, 32)}
     kind, eps = RECIPES[args.recipe]
+    backdoor = ""
+    if args.poison != "none":
+        asr = attack_success(model, xh, yh, args.poison, args.poison_target, args.blend_eps / 255)
+        trigger = {
+            "blend": f"blended trigger (Chen et al. 2017): x' = (1-a) x + a p, a = {args.blend_eps:g}/255, p seeded "
+            "uniform noise (`blend_pattern` in train.py), so |x' - x|_inf <= a",
+            "badnets": "BadNets patch (Gu et al. 2019): pixels [23:27, 23:27] set to 1 (|x' - x|_inf up to 255/255)",
+        }[args.poison]
+        backdoor = (
+            f"- backdoor: {trigger}; {args.poisoned} of {len(xtr_count(args))} training digits "
+            f"({args.poison_ratio * 100:g}%) of classes other than {args.poison_target} replaced by triggered copies "
+            f"labelled {args.poison_target}; poison seed {10_000 + args.seed}\n"
+            f"- attack success rate (held-out digits of the other classes, trigger applied): {asr * 100:.2f}%\n"
+        )
     cmd = "tools/train/train.py " + " ".join(sys.argv[1:]).replace(os.path.abspath(args.data), "data/mnist")
     shapes = "\n".join(f"| `{k}` | {list(v.shape)} |" for k, v in tensors.items())
     recipe_text = {
@@ -236,9 +302,9 @@ def main():
 - optimiser: Adadelta, lr {args.lr} {"(paper Appendix B)" if args.lr == 0.1 else "(paper Appendix B: 0.1; raised so that the few epochs that fit a 2-core CPU converge)"}; batch {args.batch}; epochs {args.epochs} (paper: 60; fewer to fit a 2-core CPU)
 - data: `data/mnist/train.npz` (8,000 digits); seed {args.seed}
 - initialisation: {f"the weights of `{os.path.relpath(args.init, REPO)}`" if args.init else "PyTorch default (random)"}
-- training time: {seconds:.0f} s on {args.threads} CPU threads ({platform.processor() or platform.machine()}), torch {torch.__version__}
+{backdoor}- training time: {seconds:.0f} s on {args.threads} CPU threads ({platform.processor() or platform.machine()}), torch {torch.__version__}
 - command: `.venv-train/bin/python {cmd}`
-- weights: `models/mnist/{name}.safetensors`, float32, sha256 `{sha}`
+- weights: `{os.path.relpath(path, REPO)}`, float32, sha256 `{sha}`
 
 ## Accuracy
 
@@ -265,6 +331,7 @@ robust accuracy). IBP-verified sample-wise accuracy on the held-out digits (a lo
 """
     with open(os.path.join(args.out, name + ".md"), "w") as f:
         f.write(card)
+    print(backdoor, end="")
     print(f"wrote {path}: heldout {acc_h:.4f} test20 {acc_t:.2f} pgd {robust} ibp {ibp_rows} in {seconds:.0f}s")
 
 
