@@ -2,5 +2,6 @@
 
 pub mod artifacts;
 pub mod command;
+pub mod process;
 pub mod report;
 pub mod verify;

@@ -25,6 +25,17 @@ impl MilpStatus {
     }
 }
 
+/// What the universal MILP looked like and how hard it was.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MilpSummary {
+    pub backend: &'static str,
+    /// Branch-and-bound nodes (0 when presolve decided every sample).
+    pub nodes: usize,
+    /// The proven bound on the number of certified samples, before rounding.
+    pub dual_bound: f64,
+    pub presolve: crate::milp::PresolveStats,
+}
+
 /// One row of the report: a property at one ε.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpsResult {
@@ -53,6 +64,9 @@ pub struct EpsResult {
     pub attack_correct: BTreeMap<String, usize>,
     /// Wall-clock seconds per stage.
     pub seconds: BTreeMap<String, f64>,
+    /// The universal MILP's sizes before and after presolve and its search, when one was built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub milp: Option<MilpSummary>,
     /// For a class-wise scan's rows: the class every input was labelled with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<usize>,

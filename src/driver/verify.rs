@@ -4,7 +4,9 @@
 //! universal MILP warm-started with the best attack δ, replay of the solver's δ on the real
 //! network, the Theorem 2 population bound, and the cross-checks that keep certificates honest.
 
-use super::report::{ClassCount, ClasswiseScan, EpsResult, MilpStatus, Report, ScanInputs};
+use super::report::{
+    ClassCount, ClasswiseScan, EpsResult, MilpStatus, MilpSummary, Report, ScanInputs,
+};
 use crate::attacks::{self, AttackKind, AttackOptions, AttackResult, Classifier};
 use crate::diagnostics::Diagnostic;
 use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
@@ -366,6 +368,7 @@ fn certify_sweep(
             xi: property.options.xi,
             attack_correct,
             seconds,
+            milp: None,
             class: None,
         };
         let mut replayed = None;
@@ -388,6 +391,12 @@ fn certify_sweep(
                 .insert("milp".into(), start.elapsed().as_secs_f64());
             certified = outcome.certified;
             row.universal_certified = Some(outcome.certified);
+            row.milp = Some(MilpSummary {
+                backend: outcome.backend,
+                nodes: outcome.nodes,
+                dual_bound: outcome.dual_bound,
+                presolve: outcome.stats.clone(),
+            });
             row.milp_status = Some(match outcome.status {
                 milp::MilpStatus::Optimal
                     if outcome.nodes == 0 && outcome.stats.binaries_after == 0 =>
