@@ -3,5 +3,6 @@
 pub mod artifacts;
 pub mod command;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod verify;

@@ -4,6 +4,7 @@
 //! universal MILP warm-started with the best attack δ, replay of the solver's δ on the real
 //! network, the Theorem 2 population bound, and the cross-checks that keep certificates honest.
 
+use super::progress::StageProgress;
 use super::report::{
     ClassCount, ClasswiseScan, EpsResult, MilpStatus, MilpSummary, Report, ScanInputs,
 };
@@ -18,7 +19,7 @@ use crate::semantics::{
 };
 use ndarray::{Array2, ArrayView2};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How `verify` runs, beyond what the spec says.
 pub struct VerifyOptions {
@@ -206,10 +207,9 @@ pub fn verify(
     }
 }
 
-fn progress(options: &VerifyOptions, message: &str) {
-    if options.progress {
-        eprintln!("  {message}");
-    }
+/// A progress line for one stage, drawn until dropped (when `options.progress`).
+fn progress(options: &VerifyOptions, message: String, limit: Option<Duration>) -> StageProgress {
+    StageProgress::start(options.progress, message, limit)
 }
 
 struct Sweep<'p> {
@@ -298,9 +298,10 @@ fn certify_sweep(
         let mut seconds = BTreeMap::new();
         seconds.insert("clean".to_string(), clean_seconds);
 
-        progress(
+        let stage = progress(
             options,
-            &format!("{}: ε = {eps_label}: bounds", property.name),
+            format!("{}: ε = {eps_label}: bounds", property.name),
+            None,
         );
         let start = Instant::now();
         let bounds = engine::cpu::margin_bounds_cached(
@@ -313,6 +314,7 @@ fn certify_sweep(
         )
         .map_err(|e| engine_diagnostic(e, property))?;
         seconds.insert("bounds".into(), start.elapsed().as_secs_f64());
+        drop(stage);
         let samplewise_mask =
             milp::samplewise_mask(&bounds, &bx).map_err(|e| milp_diagnostic(e, property))?;
         let samplewise = samplewise_mask.iter().filter(|&&c| c).count();
@@ -331,13 +333,15 @@ fn certify_sweep(
         let mut strongest: Option<(usize, Vec<f64>)> = None;
         let mut attack_results = Vec::new();
         for kind in kinds {
-            progress(
+            let stage = progress(
                 options,
-                &format!("{}: ε = {eps_label}: attack {}", property.name, kind.name()),
+                format!("{}: ε = {eps_label}: attack {}", property.name, kind.name()),
+                None,
             );
             let result =
                 attacks::run_attack(kind, &classifier, inputs, labels, &bx, &options.attack)
                     .map_err(|e| attack_diagnostic(e, property))?;
+            drop(stage);
             attack_correct.insert(result.name().to_string(), result.correct());
             if let AttackResult::Universal(u) = &result {
                 if strongest.as_ref().is_none_or(|(c, _)| u.correct < *c) {
@@ -374,9 +378,10 @@ fn certify_sweep(
         let mut replayed = None;
         let mut certified = samplewise;
         if universal {
-            progress(
+            let stage = progress(
                 options,
-                &format!("{}: ε = {eps_label}: MILP", property.name),
+                format!("{}: ε = {eps_label}: MILP", property.name),
+                Some(property.options.solver.time_limit),
             );
             let start = Instant::now();
             let backend = solver_backend(property)?;
@@ -387,6 +392,7 @@ fn certify_sweep(
             };
             let outcome = milp::certify_universal(&bounds, &bx, backend.as_ref(), &milp_options)
                 .map_err(|e| milp_diagnostic(e, property))?;
+            drop(stage);
             row.seconds
                 .insert("milp".into(), start.elapsed().as_secs_f64());
             certified = outcome.certified;
