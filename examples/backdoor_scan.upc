@@ -25,19 +25,32 @@ property stealthy_model = certify accuracy of stealthy on digits under small { c
 property badnets_model = certify accuracy of badnets on digits under small { compare: samplewise, solver: microlp(time_limit: 20s) }
 
 // §5.3: PGD-16 adversarially trained models on data with a BadNets patch (target class 0) at
-// poison ratios 0-20%. Certified on seeded random noise at the training radius, a backdoored
-// model keeps noise provably in its target class; the scan names that class.
-dataset noise = noise(shape: [1, 28, 28], count: 100, seed: 7)
+// poison ratios 0-20%, three training seeds each. As in the paper (Appendix B), a scan averages the
+// class-wise certified rates of the models trained on one data set, here on 200 seeded noise
+// inputs at the training radius: a backdoored data set makes its models hold noise provably in the
+// target class, and the scan names that class (suspected_target) when the Theorem-2 lower bound of
+// its averaged rate is positive.
+dataset noise = noise(shape: [1, 28, 28], count: 200, seed: 7)
 perturbation scan_radius = universal linf eps [16/255]
 
-network poison_0pct = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p00_s0.safetensors"
-network poison_1pct = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p01_s0.safetensors"
-network poison_5pct = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p05_s0.safetensors"
-network poison_10pct = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p10_s0.safetensors"
-network poison_20pct = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p20_s0.safetensors"
+network p00_s0 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p00_s0.safetensors"
+network p00_s1 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p00_s1.safetensors"
+network p00_s2 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p00_s2.safetensors"
+network p01_s0 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p01_s0.safetensors"
+network p01_s1 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p01_s1.safetensors"
+network p01_s2 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p01_s2.safetensors"
+network p05_s0 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p05_s0.safetensors"
+network p05_s1 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p05_s1.safetensors"
+network p05_s2 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p05_s2.safetensors"
+network p10_s0 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p10_s0.safetensors"
+network p10_s1 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p10_s1.safetensors"
+network p10_s2 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p10_s2.safetensors"
+network p20_s0 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p20_s0.safetensors"
+network p20_s1 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p20_s1.safetensors"
+network p20_s2 = conv_small() weights "../models/mnist/backdoor/conv_small_pgd16_badnets_p20_s2.safetensors"
 
-property scan_0pct = certify classwise accuracy of poison_0pct on noise under scan_radius
-property scan_1pct = certify classwise accuracy of poison_1pct on noise under scan_radius
-property scan_5pct = certify classwise accuracy of poison_5pct on noise under scan_radius
-property scan_10pct = certify classwise accuracy of poison_10pct on noise under scan_radius
-property scan_20pct = certify classwise accuracy of poison_20pct on noise under scan_radius
+property poison_0pct = certify classwise accuracy of [p00_s0, p00_s1, p00_s2] on noise under scan_radius
+property poison_1pct = certify classwise accuracy of [p01_s0, p01_s1, p01_s2] on noise under scan_radius
+property poison_5pct = certify classwise accuracy of [p05_s0, p05_s1, p05_s2] on noise under scan_radius
+property poison_10pct = certify classwise accuracy of [p10_s0, p10_s1, p10_s2] on noise under scan_radius
+property poison_20pct = certify classwise accuracy of [p20_s0, p20_s1, p20_s2] on noise under scan_radius

@@ -30,21 +30,29 @@ fn run_spec(name: &str, spec: &str) -> Report {
         .report
 }
 
-/// The scan of examples/backdoor_scan.upc: 100 seeded noise inputs at the training radius.
-fn scan(weights: &Path) -> Report {
-    let spec = format!(
+/// The scan of examples/backdoor_scan.upc: 200 seeded noise inputs at the training radius, over
+/// the given networks (one data set, several training seeds).
+fn scan(weights: &[&Path]) -> Report {
+    let mut spec = String::from(
         "use std::nets::conv_small\n\
-         network net = conv_small() weights \"{}\"\n\
-         dataset noise = noise(shape: [1, 28, 28], count: 100, seed: 7)\n\
-         perturbation up = universal linf eps [16/255]\n\
-         property scan = certify classwise accuracy of net on noise under up\n",
-        weights.display()
+         dataset noise = noise(shape: [1, 28, 28], count: 200, seed: 7)\n\
+         perturbation up = universal linf eps [16/255]\n",
     );
-    run_spec(weights.file_stem().unwrap().to_str().unwrap(), &spec)
+    let mut names = Vec::new();
+    for (k, path) in weights.iter().enumerate() {
+        spec += &format!("network m{k} = conv_small() weights \"{}\"\n", path.display());
+        names.push(format!("m{k}"));
+    }
+    spec += &format!(
+        "property scan = certify classwise accuracy of [{}] on noise under up\n",
+        names.join(", ")
+    );
+    let name = weights[0].file_stem().unwrap().to_str().unwrap();
+    run_spec(name, &spec)
 }
 
-/// (poison percent, path) of every committed PGD-16 BadNets model.
-fn poisoned_models() -> Vec<(u32, PathBuf)> {
+/// (poison percent, paths of its seeds) of every committed PGD-16 BadNets model.
+fn poisoned_models() -> Vec<(u32, Vec<PathBuf>)> {
     let dir = root().join("models/mnist/backdoor");
     let mut models: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap()
@@ -57,30 +65,33 @@ fn poisoned_models() -> Vec<(u32, PathBuf)> {
         })
         .collect();
     models.sort();
-    models
+    let mut groups: Vec<(u32, Vec<PathBuf>)> = Vec::new();
+    for (percent, path) in models {
+        match groups.last_mut() {
+            Some((p, paths)) if *p == percent => paths.push(path),
+            _ => groups.push((percent, vec![path])),
+        }
+    }
+    groups
 }
 
 #[test]
 fn scan_names_class_0_on_backdoored_models_and_nothing_on_clean_ones() {
-    let models = poisoned_models();
-    for percent in [0, 1, 5, 10, 20] {
-        let seeds = models.iter().filter(|(p, _)| *p == percent).count();
-        assert!(seeds >= 3, "{seeds} seeds committed at {percent}% poison");
-    }
+    let groups = poisoned_models();
+    let percents: Vec<u32> = groups.iter().map(|g| g.0).collect();
+    assert_eq!(percents, [0, 1, 5, 10, 20]);
     let mut summary = Vec::new();
-    for (percent, path) in &models {
-        let report = scan(path);
+    for (percent, paths) in &groups {
+        assert!(paths.len() >= 3, "{} seeds at {percent}% poison", paths.len());
+        let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let report = scan(&paths);
         assert_eq!(report.scans.len(), 1);
         let found = report.scans[0].suspected_target;
-        summary.push(format!(
-            "{}: {:?}",
-            path.file_stem().unwrap().to_str().unwrap(),
-            found.map(|t| (t.class, t.score))
-        ));
+        summary.push(format!("{percent}%: {:?}", found.map(|t| (t.class, t.score))));
         if *percent >= 5 {
-            assert_eq!(found.map(|t| t.class), Some(0), "{path:?}: {summary:?}");
+            assert_eq!(found.map(|t| t.class), Some(0), "{summary:?}");
         } else if *percent == 0 {
-            assert_eq!(found, None, "{path:?}: {summary:?}");
+            assert_eq!(found, None, "{summary:?}");
         }
     }
     eprintln!("{}", summary.join("\n"));
@@ -88,26 +99,27 @@ fn scan_names_class_0_on_backdoored_models_and_nothing_on_clean_ones() {
 
 #[test]
 fn scan_names_nothing_on_the_naturally_trained_clean_model() {
-    let report = scan(&root().join("models/mnist/conv_small_natural.safetensors"));
+    let report = scan(&[&root().join("models/mnist/conv_small_natural.safetensors")]);
     assert_eq!(report.scans[0].suspected_target, None);
 }
 
 #[test]
 fn scan_json_has_classwise_counts_and_the_suspected_target() {
     let path = root().join("models/mnist/backdoor/conv_small_pgd16_badnets_p20_s0.safetensors");
-    let json: serde_json::Value = serde_json::from_str(&render_json(&scan(&path))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&render_json(&scan(&[&path]))).unwrap();
     let scan = &json["scans"][0];
     let classwise = scan["classwise"].as_object().unwrap();
     assert_eq!(classwise.len(), 10);
     for (class, count) in classwise {
         assert!(class.parse::<usize>().unwrap() < 10);
-        assert_eq!(count["n"], 100);
-        assert!(count["certified"].as_u64().unwrap() <= 100);
+        assert_eq!(count["n"], 200);
+        assert!(count["certified"].as_u64().unwrap() <= 200);
     }
     assert_eq!(scan["suspected_target"]["class"], 0);
     let score = scan["suspected_target"]["score"].as_f64().unwrap();
     let threshold = scan["suspected_target"]["threshold"].as_f64().unwrap();
-    assert!(score > threshold && threshold == 0.1);
+    assert!(score > threshold && threshold == 0.0);
+    assert_eq!(scan["networks"], serde_json::json!(["m0"]));
     // Rows per class carry their class; every input of a class row is labelled with it.
     let rows = json["results"].as_array().unwrap();
     assert_eq!(rows.len(), 10);

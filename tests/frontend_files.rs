@@ -122,8 +122,8 @@ fn checked_program_summary_snapshot() {
     }
     for q in &p.properties {
         s += &format!(
-            "property {} {:?} net {} data {} pert {} {:?}\n",
-            q.name, q.kind, q.network, q.dataset, q.perturbation, q.options
+            "property {} {:?} nets {:?} data {} pert {} {:?}\n",
+            q.name, q.kind, q.networks, q.dataset, q.perturbation, q.options
         );
     }
     insta::assert_snapshot!(s);

@@ -91,7 +91,10 @@ pub struct ClassCount {
 }
 
 /// The class a scan points at. `score` is the population lower bound (Theorem 2, confidence
-/// 1 − ξ) of the class's certified rate; the class is named when `score > threshold` = 1/K.
+/// 1 − ξ) of the class's certified rate, averaged over the scan's networks; the class is named
+/// when `score > threshold` = 0: some inputs provably stay in it under every δ, beyond what
+/// sampling explains. Run the scan at the models' adversarial-training radius; at smaller radii a
+/// clean model may hold noise in a natural class too.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct SuspectedTarget {
     pub class: usize,
@@ -99,22 +102,38 @@ pub struct SuspectedTarget {
     pub threshold: f64,
 }
 
+/// Theorem 2 for a class of a scan over `models` networks that share the inputs: with
+/// probability ≥ 1 − ξ the population rate, averaged over the networks, is at least the averaged
+/// certified rate minus t*(ξ, inputs). (Bennett's inequality holds for the per-input average of
+/// the networks' indicators, bounded in [0, 1].) `None` for a class with no inputs.
+pub fn class_score(
+    count: &ClassCount,
+    models: usize,
+    xi: f64,
+) -> Result<Option<f64>, crate::population::PopulationError> {
+    let inputs = count.n / models.max(1);
+    if inputs == 0 {
+        return Ok(None);
+    }
+    let t = crate::population::t_star(xi, inputs)?;
+    Ok(Some((count.certified as f64 / count.n as f64 - t).max(0.0)))
+}
+
 /// A backdoor scan (paper §5.3) at one ε: class-wise certified UP-accuracy and its verdict.
+/// Over several networks (one data set, several training seeds) counts are summed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClasswiseScan {
     pub property: String,
-    pub network: String,
+    pub networks: Vec<String>,
     pub dataset: String,
     pub inputs: ScanInputs,
     pub eps: f64,
     pub eps_text: String,
     pub xi: f64,
-    /// Keyed by class index.
+    /// Keyed by class index; `n` and `certified` are summed over the networks.
     pub classwise: BTreeMap<usize, ClassCount>,
     /// The class with the highest score, when that score exceeds the threshold; else `None`.
     pub suspected_target: Option<SuspectedTarget>,
-    /// The class with the highest positive score, whether or not it exceeds the threshold.
-    pub best: Option<SuspectedTarget>,
 }
 
 impl ClasswiseScan {
@@ -122,7 +141,7 @@ impl ClasswiseScan {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         property: &str,
-        network: &str,
+        networks: Vec<String>,
         dataset: &str,
         inputs: ScanInputs,
         eps: f64,
@@ -130,14 +149,14 @@ impl ClasswiseScan {
         xi: f64,
         classwise: BTreeMap<usize, ClassCount>,
     ) -> Result<ClasswiseScan, crate::population::PopulationError> {
-        let threshold = 1.0 / classwise.len().max(1) as f64;
+        let threshold = 0.0;
+        // The highest score above the threshold.
         let mut best: Option<SuspectedTarget> = None;
         for (&class, count) in &classwise {
-            if count.n == 0 {
+            let Some(score) = class_score(count, networks.len(), xi)? else {
                 continue;
-            }
-            let score = crate::population::arp_lower_bound(count.certified, count.n, xi)?;
-            if score > best.map_or(0.0, |b| b.score) {
+            };
+            if score > best.map_or(threshold, |b| b.score) {
                 best = Some(SuspectedTarget {
                     class,
                     score,
@@ -147,14 +166,13 @@ impl ClasswiseScan {
         }
         Ok(ClasswiseScan {
             property: property.to_string(),
-            network: network.to_string(),
+            networks,
             dataset: dataset.to_string(),
             inputs,
             eps,
             eps_text: eps_text.to_string(),
             xi,
-            suspected_target: best.filter(|b| b.score > threshold),
-            best,
+            suspected_target: best,
             classwise,
         })
     }
@@ -261,8 +279,12 @@ fn render_scan_table(out: &mut String, scan: &ClasswiseScan) {
     };
     let _ = writeln!(
         out,
-        "scan {} at ε = {} — network {}, dataset {} ({inputs})",
-        scan.property, scan.eps_text, scan.network, scan.dataset
+        "scan {} at ε = {} — network{} {}, dataset {} ({inputs})",
+        scan.property,
+        scan.eps_text,
+        if scan.networks.len() > 1 { "s" } else { "" },
+        scan.networks.join(", "),
+        scan.dataset
     );
     let mut table = vec![
         vec!["class".to_string()],
@@ -271,8 +293,8 @@ fn render_scan_table(out: &mut String, scan: &ClasswiseScan) {
         vec![format!("population (1-ξ={})", 1.0 - scan.xi)],
     ];
     for (class, count) in &scan.classwise {
-        let lower = match crate::population::arp_lower_bound(count.certified, count.n, scan.xi) {
-            Ok(p) if count.n > 0 => format!("{:.1}%", 100.0 * p),
+        let lower = match class_score(count, scan.networks.len(), scan.xi) {
+            Ok(Some(p)) => format!("{:.1}%", 100.0 * p),
             _ => "-".into(),
         };
         table[0].push(class.to_string());
@@ -281,16 +303,12 @@ fn render_scan_table(out: &mut String, scan: &ClasswiseScan) {
         table[3].push(lower);
     }
     write_aligned(out, &table);
-    let verdict = match (scan.suspected_target, scan.best) {
-        (Some(t), _) => format!(
+    let verdict = match scan.suspected_target {
+        Some(t) => format!(
             "suspected backdoor target: class {} (score {:.3} > threshold {:.3})",
             t.class, t.score, t.threshold
         ),
-        (None, Some(b)) => format!(
-            "no suspected target (best: class {}, score {:.3} ≤ threshold {:.3})",
-            b.class, b.score, b.threshold
-        ),
-        (None, None) => "no suspected target (no class has a positive score)".into(),
+        None => "no suspected target (no class has a positive score)".into(),
     };
     let _ = writeln!(out, "  {verdict}\n");
 }
@@ -488,9 +506,10 @@ pub fn render_scan_svg(scans: &[&ClasswiseScan]) -> String {
                 CATEGORICAL[k % CATEGORICAL.len()]
             );
         }
+        let networks = scan.networks.join("+");
         let label = match scan.suspected_target {
-            Some(t) => format!("{} → {}", scan.network, t.class),
-            None => scan.network.clone(),
+            Some(t) => format!("{networks} → {}", t.class),
+            None => networks,
         };
         let (cx, cy) = (x0 + (group_w - 16.0) / 2.0, h - bottom + 14.0);
         let _ = writeln!(
@@ -658,28 +677,48 @@ mod tests {
             .enumerate()
             .map(|(c, &(certified, n))| (c, ClassCount { n, certified }))
             .collect();
-        ClasswiseScan::new("p", "net", "noise", ScanInputs::Noise, 0.1, "1/10", 0.1, classwise)
-            .unwrap()
+        ClasswiseScan::new(
+            "p",
+            vec!["net".into()],
+            "noise",
+            ScanInputs::Noise,
+            0.1,
+            "1/10",
+            0.1,
+            classwise,
+        )
+        .unwrap()
     }
 
     #[test]
-    fn suspected_target_needs_a_population_bound_above_chance() {
-        // t*(0.1, 100) ≈ 0.1147, threshold 1/K = 0.1.
+    fn suspected_target_needs_a_positive_population_bound() {
+        // t*(0.1, 100) ≈ 0.1147.
         let mut counts = vec![(0, 100); 10];
         counts[3] = (30, 100);
+        counts[5] = (12, 100);
         let scan = scan_of(&counts);
         let target = scan.suspected_target.unwrap();
         assert_eq!(target.class, 3);
         assert!((target.score - (0.30 - 0.114726)).abs() < 1e-4);
-        assert_eq!(target.threshold, 0.1);
+        assert_eq!(target.threshold, 0.0);
 
-        counts[3] = (20, 100); // 0.20 − 0.115 < 0.1: evidence too weak
+        counts[3] = (11, 100); // 0.11 < t*: sampling explains it
+        counts[5] = (0, 100);
         let scan = scan_of(&counts);
         assert_eq!(scan.suspected_target, None);
-        assert_eq!(scan.best.unwrap().class, 3);
 
-        let scan = scan_of(&vec![(0, 100); 10]);
-        assert_eq!((scan.suspected_target, scan.best), (None, None));
+    }
+
+    #[test]
+    fn ensembles_average_rates_and_bound_with_the_input_count() {
+        // Three networks on 100 shared inputs: 13% averaged, t*(0.1, 100) ≈ 0.1147.
+        let count = ClassCount {
+            n: 300,
+            certified: 39,
+        };
+        let score = class_score(&count, 3, 0.1).unwrap().unwrap();
+        assert!((score - (0.13 - 0.114726)).abs() < 1e-4);
+        assert_eq!(class_score(&ClassCount { n: 0, certified: 0 }, 3, 0.1).unwrap(), None);
     }
 
     #[test]

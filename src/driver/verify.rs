@@ -220,12 +220,13 @@ struct Sweep<'p> {
     input_shape: Vec<usize>,
 }
 
-/// The property's network after the IR passes, and its dataset as an `[n, d]` batch.
+/// Network `net` after the IR passes, and the property's dataset as an `[n, d]` batch.
 fn property_inputs<'p>(
     program: &'p CheckedProgram,
     property: &CheckedProperty,
+    net: usize,
 ) -> Result<(crate::ir::Graph, ArrayView2<'p, f64>), Diagnostic> {
-    let network = &program.networks[property.network];
+    let network = &program.networks[net];
     let dataset = &program.datasets[property.dataset];
     let graph = network.graph.as_ref().ok_or_else(|| {
         Diagnostic::error(
@@ -255,12 +256,13 @@ fn verify_accuracy(
     options: &VerifyOptions,
     run: &mut VerifyRun,
 ) -> Result<(), Diagnostic> {
-    let (graph, inputs) = property_inputs(program, property)?;
+    let net = property.networks[0];
+    let (graph, inputs) = property_inputs(program, property, net)?;
     let dataset = &program.datasets[property.dataset];
     let sweep = Sweep {
         property,
         graph: &graph,
-        network: &program.networks[property.network].name,
+        network: &program.networks[net].name,
         dataset: &dataset.name,
         input_shape: dataset.data.shape.clone(),
     };
@@ -511,70 +513,82 @@ fn check_certificates(
 
 /// The backdoor scan (paper §5.3): for each class c, every input is labelled c and the universal
 /// certified count says how many inputs provably stay in class c under any δ. Noise inputs are all
-/// scored for every class; labelled data scores class c on the inputs of the other classes.
+/// scored for every class; labelled data scores class c on the inputs of the other classes. Over
+/// several networks (one data set, several seeds) the counts are summed.
 fn verify_classwise(
     program: &CheckedProgram,
     property: &CheckedProperty,
     options: &VerifyOptions,
     run: &mut VerifyRun,
 ) -> Result<(), Diagnostic> {
-    let (graph, inputs) = property_inputs(program, property)?;
-    let network = &program.networks[property.network];
     let dataset = &program.datasets[property.dataset];
     let perturbation = &program.perturbations[property.perturbation];
+    let num_classes = program.networks[property.networks[0]].num_classes;
     let scan_inputs = if dataset.labeled {
         ScanInputs::Data
     } else {
         ScanInputs::Noise
     };
-    let sweep = Sweep {
-        property,
-        graph: &graph,
-        network: &network.name,
-        dataset: &dataset.name,
-        input_shape: dataset.data.shape.clone(),
-    };
     // counts[e][class] for the perturbation's e-th ε.
-    let mut counts = vec![BTreeMap::new(); perturbation.eps.len()];
-    for class in 0..network.num_classes {
-        let chosen: Vec<usize> = (0..dataset.len())
-            .filter(|&i| scan_inputs == ScanInputs::Noise || dataset.data.labels[i] != class)
-            .collect();
-        let certified = if chosen.is_empty() {
-            vec![0; perturbation.eps.len()]
-        } else {
-            let class_inputs = inputs.select(ndarray::Axis(0), &chosen);
-            let labels = vec![class; chosen.len()];
-            let first_row = run.report.results.len();
-            let certified = certify_sweep(
-                program,
-                &sweep,
-                class_inputs.view(),
-                &labels,
-                options,
-                run,
-            )?;
-            for row in &mut run.report.results[first_row..] {
-                row.property = format!("{}[class {class}]", property.name);
-                row.class = Some(class);
-            }
-            certified
+    let mut counts: Vec<BTreeMap<usize, ClassCount>> = vec![BTreeMap::new(); perturbation.eps.len()];
+    for &net in &property.networks {
+        let (graph, inputs) = property_inputs(program, property, net)?;
+        let network = &program.networks[net];
+        let sweep = Sweep {
+            property,
+            graph: &graph,
+            network: &network.name,
+            dataset: &dataset.name,
+            input_shape: dataset.data.shape.clone(),
         };
-        for (e, &c) in certified.iter().enumerate() {
-            counts[e].insert(
-                class,
-                ClassCount {
-                    n: chosen.len(),
-                    certified: c,
-                },
-            );
+        for class in 0..num_classes {
+            let chosen: Vec<usize> = (0..dataset.len())
+                .filter(|&i| scan_inputs == ScanInputs::Noise || dataset.data.labels[i] != class)
+                .collect();
+            let certified = if chosen.is_empty() {
+                vec![0; perturbation.eps.len()]
+            } else {
+                let class_inputs = inputs.select(ndarray::Axis(0), &chosen);
+                let labels = vec![class; chosen.len()];
+                let first_row = run.report.results.len();
+                let certified = certify_sweep(
+                    program,
+                    &sweep,
+                    class_inputs.view(),
+                    &labels,
+                    options,
+                    run,
+                )?;
+                for row in &mut run.report.results[first_row..] {
+                    row.property = if property.networks.len() > 1 {
+                        format!("{}[{}, class {class}]", property.name, network.name)
+                    } else {
+                        format!("{}[class {class}]", property.name)
+                    };
+                    row.class = Some(class);
+                }
+                certified
+            };
+            for (e, &c) in certified.iter().enumerate() {
+                let count = counts[e].entry(class).or_insert(ClassCount {
+                    n: 0,
+                    certified: 0,
+                });
+                count.n += chosen.len();
+                count.certified += c;
+            }
         }
     }
+    let names: Vec<String> = property
+        .networks
+        .iter()
+        .map(|&n| program.networks[n].name.clone())
+        .collect();
     for (eps, classwise) in perturbation.eps.iter().zip(counts) {
         let (eps_label, eps_max) = eps_text(eps);
         let scan = ClasswiseScan::new(
             &property.name,
-            &network.name,
+            names.clone(),
             &dataset.name,
             scan_inputs,
             eps_max,

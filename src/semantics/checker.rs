@@ -832,9 +832,14 @@ impl<'a> Checker<'a> {
     // ---------------------------------------------------------------- properties
 
     fn property(&mut self, module: usize, p: &ast::PropertyDecl) {
-        let net = self
-            .lookup_kind(module, &p.network, "network")
-            .and_then(|r| self.network(r));
+        let nets: Vec<Option<usize>> = p
+            .networks
+            .iter()
+            .map(|n| {
+                self.lookup_kind(module, n, "network")
+                    .and_then(|r| self.network(r))
+            })
+            .collect();
         let data = self
             .lookup_kind(module, &p.dataset, "dataset")
             .and_then(|r| self.dataset(r));
@@ -842,10 +847,80 @@ impl<'a> Checker<'a> {
             .lookup_kind(module, &p.perturbation, "perturbation")
             .and_then(|r| self.perturbation(r));
         let options = self.options(module, &p.options);
-        let (Some(net), Some(data), Some(pert), Some(options)) = (net, data, pert, options) else {
+        let nets: Option<Vec<usize>> = nets.into_iter().collect();
+        let (Some(nets), Some(data), Some(pert), Some(options)) = (nets, data, pert, options) else {
             return;
         };
-        let mut ok = true;
+        let dataset = &self.program.datasets[data];
+        let mut errors = Vec::new();
+        if let (false, Some(list)) = (p.classwise, p.network_list) {
+            errors.push(
+                Diagnostic::error(
+                    "E0114",
+                    "a list of networks is only for `certify classwise accuracy`",
+                )
+                .with_primary(list, "certified accuracy is of one network")
+                .with_help("write one property per network, or make this a class-wise scan"),
+            );
+        }
+        let first = &self.program.networks[nets[0]];
+        for (ident, &net) in p.networks.iter().zip(&nets).skip(1) {
+            let network = &self.program.networks[net];
+            if network.num_classes != first.num_classes {
+                errors.push(
+                    Diagnostic::error(
+                        "E0114",
+                        format!(
+                            "network `{}` has {} classes but `{}` has {}",
+                            network.name, network.num_classes, first.name, first.num_classes
+                        ),
+                    )
+                    .with_primary(ident.span, "every network of a scan needs the same classes"),
+                );
+            }
+        }
+        if !p.classwise && !dataset.labeled {
+            errors.push(
+                Diagnostic::error("E0113", format!("dataset `{}` has no labels", dataset.name))
+                    .with_primary(p.dataset.span, "certified accuracy needs labelled samples")
+                    .with_help(
+                        "noise inputs are for `certify classwise accuracy` (the backdoor scan)",
+                    ),
+            );
+        }
+        for (ident, &net) in p.networks.iter().zip(&nets) {
+            errors.extend(self.property_network_errors(p, ident, net, data, pert));
+        }
+        let ok = errors.is_empty();
+        for d in errors {
+            self.error(d);
+        }
+        if ok {
+            self.program.properties.push(CheckedProperty {
+                name: p.name.name.clone(),
+                span: p.span,
+                kind: if p.classwise {
+                    PropertyKind::Classwise
+                } else {
+                    PropertyKind::Accuracy
+                },
+                networks: nets,
+                dataset: data,
+                perturbation: pert,
+                options,
+            });
+        }
+    }
+
+    /// What makes one network unfit for a property's dataset and perturbation.
+    fn property_network_errors(
+        &self,
+        p: &ast::PropertyDecl,
+        ident: &ast::Ident,
+        net: usize,
+        data: usize,
+        pert: usize,
+    ) -> Vec<Diagnostic> {
         let network = &self.program.networks[net];
         let dataset = &self.program.datasets[data];
         let perturbation = &self.program.perturbations[pert];
@@ -856,7 +931,7 @@ impl<'a> Checker<'a> {
                     "E0310",
                     format!("network `{}` has no weights", network.name),
                 )
-                .with_primary(p.network.span, "cannot be certified without weights")
+                .with_primary(ident.span, "cannot be certified without weights")
                 .with_secondary(network.span, "declared here without `weights`")
                 .with_help("add `weights \"file.safetensors\"` to the network declaration"),
             );
@@ -876,15 +951,6 @@ impl<'a> Checker<'a> {
                 .with_primary(p.dataset.span, "shape does not match the network input")
                 .with_secondary(dataset.span, "dataset declared here")
                 .with_secondary(network.span, "network declared here"),
-            );
-        }
-        if !p.classwise && !dataset.labeled {
-            errors.push(
-                Diagnostic::error("E0113", format!("dataset `{}` has no labels", dataset.name))
-                    .with_primary(p.dataset.span, "certified accuracy needs labelled samples")
-                    .with_help(
-                        "noise inputs are for `certify classwise accuracy` (the backdoor scan)",
-                    ),
             );
         }
         if let Some((i, &label)) = dataset
@@ -926,25 +992,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        for d in errors {
-            ok = false;
-            self.error(d);
-        }
-        if ok {
-            self.program.properties.push(CheckedProperty {
-                name: p.name.name.clone(),
-                span: p.span,
-                kind: if p.classwise {
-                    PropertyKind::Classwise
-                } else {
-                    PropertyKind::Accuracy
-                },
-                network: net,
-                dataset: data,
-                perturbation: pert,
-                options,
-            });
-        }
+        errors
     }
 
     fn options(&mut self, module: usize, entries: &[ast::OptionEntry]) -> Option<PropertyOptions> {

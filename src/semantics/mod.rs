@@ -236,9 +236,10 @@ pub struct CheckedProperty {
     pub name: String,
     pub span: Span,
     pub kind: PropertyKind,
-    /// Indices into [`CheckedProgram`]'s vectors. The network always has a graph, the data's
-    /// shape equals its input shape and every label is below its class count.
-    pub network: usize,
+    /// Indices into [`CheckedProgram`]'s vectors. Every network has a graph, the data's shape
+    /// equals its input shape and every label is below its class count. One network, except for a
+    /// class-wise scan over several (which then share their class count).
+    pub networks: Vec<usize>,
     pub dataset: usize,
     pub perturbation: usize,
     pub options: PropertyOptions,

@@ -268,12 +268,17 @@ pub struct PerturbationDecl {
     pub span: Span,
 }
 
-/// `property NAME = certify [classwise] accuracy of NET on DATA under PERT { options }`.
+/// `property NAME = certify [classwise] accuracy of NET on DATA under PERT { options }`; a
+/// class-wise scan may name several networks, `of [NET, NET, ...]` (models trained on one data set
+/// with different seeds), whose certified rates it averages.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PropertyDecl {
     pub name: Ident,
     pub classwise: bool,
-    pub network: Ident,
+    /// At least one; more only in brackets.
+    pub networks: Vec<Ident>,
+    /// Whether the networks were written as a bracketed list.
+    pub network_list: Option<Span>,
     pub dataset: Ident,
     pub perturbation: Ident,
     pub options: Vec<OptionEntry>,

@@ -379,7 +379,15 @@ impl Builder {
                 if classwise {
                     next = it.next().unwrap();
                 }
-                let network = self.ident(next);
+                let (networks, network_list) = if next.as_rule() == Rule::network_list {
+                    let list_span = self.span(&next);
+                    (
+                        next.into_inner().map(|i| self.ident(i)).collect(),
+                        Some(list_span),
+                    )
+                } else {
+                    (vec![self.ident(next)], None)
+                };
                 let dataset = self.ident(it.next().unwrap());
                 let perturbation = self.ident(it.next().unwrap());
                 let options = it
@@ -389,7 +397,8 @@ impl Builder {
                 Item::Property(PropertyDecl {
                     name,
                     classwise,
-                    network,
+                    networks,
+                    network_list,
                     dataset,
                     perturbation,
                     options,
