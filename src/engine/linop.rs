@@ -138,7 +138,7 @@ pub(crate) fn conv_window(graph: &Graph, node: &Node) -> Window {
 }
 
 /// Conv weight as `[cout, cin*kh*kw]`, optionally elementwise absolute.
-pub(crate) fn conv_matrix(weight: &ndarray::Array4<f64>, abs: bool) -> Array2<f64> {
+fn conv_matrix(weight: &ndarray::Array4<f64>, abs: bool) -> Array2<f64> {
     let (cout, cin, kh, kw) = weight.dim();
     let m = weight
         .to_shape((cout, cin * kh * kw))
@@ -303,15 +303,14 @@ fn conv_pullback(
             bias_mag,
         };
     }
-    let wmat = conv_matrix(weight, false);
     let (from, to) = (g.output_rect(), g.input_rect());
     if dense.len() == rows {
-        conv_transpose_add(g, wmat.view(), a, from, to, out.view_mut());
+        conv_transpose_add(g, weight, a, from, to, out.view_mut());
     } else {
         let mut block = Array2::<f64>::zeros((dense.len(), out.ncols()));
         conv_transpose_add(
             g,
-            wmat.view(),
+            weight,
             a.select(Axis(0), &dense).view(),
             from,
             to,
@@ -356,21 +355,32 @@ impl Rect {
 /// Adds the conv transpose of rows `a` (`[m, cout·hh·ww]` over the rectangle `from` of the conv
 /// output) to `out` (`[m, cin·hh'·ww']` over the rectangle `to` of the conv input, which must
 /// cover the receptive field of `from`). The (row, position) pairs with a nonzero coefficient
-/// (dead ReLUs zero many) go through one GEMM `[pairs, cout] · W[cout, cin·kh·kw]`; then each
-/// pair's taps inside the image are added to its row, one row at a time (it stays in cache).
+/// (dead ReLUs zero many) go through one GEMM `[pairs, cout] · W[cout, kh·kw·cin]`; each row's
+/// pairs are then added channels-last (contiguous runs of `taps·cin`) and transposed into `out`.
 pub(crate) fn conv_transpose_add(
     g: &Window,
-    wmat: ArrayView2<f64>,
+    weight: &ndarray::Array4<f64>,
     a: ArrayView2<f64>,
     from: Rect,
     to: Rect,
     mut out: ArrayViewMut2<f64>,
 ) {
-    let (cout, n) = wmat.dim();
+    let (cout, cin, kh, kw) = weight.dim();
+    let n = cin * kh * kw;
+    // Columns in (ki, kj, ci) order.
+    let wmat = weight
+        .view()
+        .permuted_axes([0, 2, 3, 1])
+        .as_standard_layout()
+        .into_shape_with_order((cout, n))
+        .expect("contiguous")
+        .into_owned();
     let npos = from.hh * from.ww;
+    let plane = to.hh * to.ww;
     let step = chunk_rows(npos * n);
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut t: Vec<f64> = Vec::new();
+    let mut acc = vec![0.0; plane * cin];
     for start in (0..a.nrows()).step_by(step) {
         pairs.clear();
         t.clear();
@@ -393,27 +403,39 @@ pub(crate) fn conv_transpose_add(
         let t_view = ArrayView2::from_shape((pairs.len(), cout), &t).expect("pairs × cout");
         count_gemm(pairs.len(), cout, n);
         let cols = t_view.dot(&wmat);
-        for (&(r, q), col) in pairs.iter().zip(cols.rows()) {
-            let col = col.as_slice().expect("contiguous rows");
-            let mut o = out.row_mut(r);
-            let o = o.as_slice_mut().expect("contiguous rows");
-            let (oy, ox) = (from.y0 + q / from.ww, from.x0 + q % from.ww);
-            let (ky, kx) = (g.rows_inside(oy), g.cols_inside(ox));
-            if ky.is_empty() || kx.is_empty() {
-                continue;
-            }
-            let len = kx.len();
-            let x = ox * g.sw + kx.start - g.pw - to.x0;
-            for ci in 0..g.cin {
-                for ki in ky.clone() {
+        let cols = cols.as_slice().expect("contiguous");
+        // Pairs are grouped by row.
+        let mut first = 0;
+        while first < pairs.len() {
+            let r = pairs[first].0;
+            let last = first + pairs[first..].iter().take_while(|p| p.0 == r).count();
+            acc.fill(0.0);
+            for (k, &(_, q)) in pairs.iter().enumerate().take(last).skip(first) {
+                let col = &cols[k * n..][..n];
+                let (oy, ox) = (from.y0 + q / from.ww, from.x0 + q % from.ww);
+                let kx = g.cols_inside(ox);
+                if kx.is_empty() {
+                    continue;
+                }
+                let run = kx.len() * cin;
+                let x = ox * g.sw + kx.start - g.pw - to.x0;
+                for ki in g.rows_inside(oy) {
                     let y = oy * g.sh + ki - g.ph - to.y0;
-                    let at = (ci * to.hh + y) * to.ww + x;
-                    let src = (ci * g.kh + ki) * g.kw + kx.start;
-                    for (d, v) in o[at..at + len].iter_mut().zip(&col[src..src + len]) {
+                    let dst = &mut acc[(y * to.ww + x) * cin..][..run];
+                    let src = &col[(ki * kw + kx.start) * cin..][..run];
+                    for (d, v) in dst.iter_mut().zip(src) {
                         *d += v;
                     }
                 }
             }
+            let mut o = out.row_mut(r);
+            let o = o.as_slice_mut().expect("contiguous rows");
+            for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
+                for (pos, d) in o.iter_mut().enumerate() {
+                    *d += acc[pos * cin + ci];
+                }
+            }
+            first = last;
         }
     }
 }

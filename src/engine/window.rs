@@ -5,7 +5,7 @@
 //! (coefficients outside the window are exactly zero there).
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::{conv_matrix, conv_transpose_add, conv_window, Rect};
+use super::linop::{conv_transpose_add, conv_window, Rect};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
 use ndarray::{Array1, Array2, ArrayView1};
@@ -265,8 +265,7 @@ fn conv_pullback_window(
         }
     }
     let mut out = Array2::<f64>::zeros((rows, g.cin * ih * iw));
-    let wmat = conv_matrix(weight, false);
-    conv_transpose_add(&g, wmat.view(), wr.a.view(), win, in_win, out.view_mut());
+    conv_transpose_add(&g, weight, wr.a.view(), win, in_win, out.view_mut());
     WinRows {
         win: in_win,
         a: out,
