@@ -285,6 +285,10 @@ fn concretize_window(
     let rows = bias.len();
     let mut lower = Array1::zeros(rows);
     let (c, h, w) = dims(in_shape);
+    let x0 = x0.as_standard_layout();
+    let x0 = x0.as_slice().expect("contiguous");
+    let lo = delta.lo.as_slice().expect("contiguous");
+    let hi = delta.hi.as_slice().expect("contiguous");
     for r in 0..rows {
         let mut value = bias[r];
         let mut slack = 0.0;
@@ -292,14 +296,19 @@ fn concretize_window(
         if let Some(wr) = &wr {
             let win = wr.win;
             let a = wr.a.row(r);
+            let a = a.as_slice().expect("contiguous rows");
             for ch in 0..c {
                 for yy in 0..win.hh {
-                    for xx in 0..win.ww {
-                        let coef = a[(ch * win.hh + yy) * win.ww + xx];
-                        let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
-                        value += coef * x0[n];
-                        slack += (coef * delta.lo[n]).min(coef * delta.hi[n]);
-                        m += coef.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
+                    let at = (ch * win.hh + yy) * win.ww;
+                    let n = ch * h * w + (win.y0 + yy) * w + win.x0;
+                    let coefs = &a[at..at + win.ww];
+                    let xs = &x0[n..n + win.ww];
+                    let los = &lo[n..n + win.ww];
+                    let his = &hi[n..n + win.ww];
+                    for (((&coef, &x), &l), &u) in coefs.iter().zip(xs).zip(los).zip(his) {
+                        value += coef * x;
+                        slack += (coef * l).min(coef * u);
+                        m += coef.abs() * (x.abs() + l.abs().max(u.abs()));
                     }
                 }
             }
