@@ -1,8 +1,10 @@
 //! Engine speed on the trained models: CROWN universal bounds for 100 held-out MNIST digits on
 //! Conv-small (ε = 2, 4, 6, 8/255), and 100 steps of batched forward + VJP (one attack's queries)
-//! through `GraphClassifier`; CROWN on ResNet-2B/4B (CIFAR-10, ε = 2/255). Absent models and
-//! data are skipped with a message.
-//! Run: `cargo bench --bench engine` (optionally `-- <n>` samples).
+//! through `GraphClassifier`; CROWN on Conv-big (ε = 2, 8/255, built by the front end from
+//! `std::nets::conv_big`) and on ResNet-2B/4B (CIFAR-10, ε = 2/255). Absent models and data are
+//! skipped with a message.
+//! Run: `cargo bench --bench engine` (optionally `-- <n> [<filter>]`: n samples, and only the
+//! models whose name contains the filter).
 
 use ndarray::{Array1, Array2};
 use std::path::Path;
@@ -19,6 +21,7 @@ use upcc::formats::onnx::load_model;
 use upcc::ir::build::conv_small_from_tensors;
 use upcc::ir::from_onnx::import;
 use upcc::ir::Graph;
+use upcc::semantics::check_file;
 
 /// CPU seconds (user + system) of this process so far, from /proc (None elsewhere).
 fn cpu_seconds() -> Option<f64> {
@@ -37,10 +40,15 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(100);
+    // `cargo bench` passes `--bench`; any other non-number argument filters the models.
+    let filter = args
+        .iter()
+        .find(|a| a.parse::<usize>().is_err() && !a.starts_with('-'))
+        .cloned()
+        .unwrap_or_default();
+    let selected = |name: &str| name.contains(&filter);
     println!("threads: {}", rayon::current_num_threads());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = match load_dataset(&DatasetSource::Npz(root.join("data/mnist/heldout.npz"))) {
@@ -61,6 +69,9 @@ fn main() {
     let d = data.sample_len();
     let x = Array2::from_shape_vec((n, d), data.images[..n * d].to_vec()).expect("n × d");
     for name in ["conv_small_natural", "conv_small_pgd32"] {
+        if !selected(name) {
+            continue;
+        }
         let path = root.join(format!("models/mnist/{name}.safetensors"));
         let graph = match load_tensors(&path).map(|t| conv_small_from_tensors(&t)) {
             Ok(Some(g)) => g,
@@ -80,14 +91,52 @@ fn main() {
         }
         attack_run(name, &graph, &x, &data.labels[..n]);
     }
-    println!("SKIPPED conv_big_natural: no builder for its layout from weights alone");
-    resnets(root, n);
+    for name in ["conv_big_natural", "conv_big_pgd32"] {
+        if !selected(name) {
+            continue;
+        }
+        let Some(graph) = conv_big(root, name) else {
+            continue;
+        };
+        let labels = predicted(&graph, &x);
+        for k in [2.0, 8.0] {
+            let delta = DeltaBox::linf(d, k / 255.0);
+            bound_run(name, &graph, &x, &labels, &format!("{k}/255"), &delta);
+        }
+    }
+    resnets(root, n, &selected);
+}
+
+/// Conv-big with the weights of `models/mnist/<name>.safetensors`, built by the front end.
+fn conv_big(root: &Path, name: &str) -> Option<Graph> {
+    let weights = root.join(format!("models/mnist/{name}.safetensors"));
+    if !weights.is_file() {
+        println!("SKIPPED {name}: no {}", weights.display());
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("upcc-bench-engine-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let spec = dir.join(format!("{name}.upc"));
+    let text = format!(
+        "use std::nets::conv_big\nnetwork net = conv_big() weights \"{}\"\n",
+        weights.display()
+    );
+    std::fs::write(&spec, text).ok()?;
+    let (_, checked) = check_file(&spec);
+    let _ = std::fs::remove_dir_all(&dir);
+    match checked {
+        Ok(program) => program.networks[0].graph.clone(),
+        Err(d) => {
+            println!("SKIPPED {name}: spec does not check: {:?}", d.items);
+            None
+        }
+    }
 }
 
 /// ResNet-2B/4B (VNN-COMP 2021 ONNX) on ERAN's CIFAR-10 test CSV. The normalisation is not in
 /// the ONNX: inputs are normalised here and the box is ε/std per channel, the same set as
 /// prepending the normalisation to the network.
-fn resnets(root: &Path, n: usize) {
+fn resnets(root: &Path, n: usize, selected: &dyn Fn(&str) -> bool) {
     let Some(shared) = ["../shared/external", "../../shared/external"]
         .iter()
         .map(|rel| root.join(rel))
@@ -116,6 +165,9 @@ fn resnets(root: &Path, n: usize) {
         (data.image(i)[k] - mean[k / 1024]) / std[k / 1024]
     });
     for name in ["resnet_2b", "resnet_4b"] {
+        if !selected(name) {
+            continue;
+        }
         let path = shared.join(format!("vnncomp2021/cifar10_resnet/onnx/{name}.onnx"));
         let graph = match load_model(&path).map(|m| import(&m)) {
             Ok(Ok(g)) => g,

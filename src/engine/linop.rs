@@ -4,7 +4,7 @@
 //! matrix is ever built.
 
 use crate::ir::{Graph, Node, Op};
-use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Geometry of a conv or pooling window op.
@@ -50,15 +50,35 @@ impl Window {
         self.ho * self.wo
     }
 
+    /// All output positions.
+    pub(crate) fn output_rect(&self) -> Rect {
+        Rect {
+            y0: 0,
+            x0: 0,
+            hh: self.ho,
+            ww: self.wo,
+        }
+    }
+
+    /// All input positions.
+    pub(crate) fn input_rect(&self) -> Rect {
+        Rect {
+            y0: 0,
+            x0: 0,
+            hh: self.h,
+            ww: self.w,
+        }
+    }
+
     /// Kernel rows `ki` whose input row for output row `oh` lies inside the image.
     #[inline]
-    fn rows_inside(&self, oh: usize) -> std::ops::Range<usize> {
+    pub(crate) fn rows_inside(&self, oh: usize) -> std::ops::Range<usize> {
         tap_range(oh * self.sh, self.ph, self.kh, self.h)
     }
 
     /// Kernel columns `kj` whose input column for output column `ow` lies inside the image.
     #[inline]
-    fn cols_inside(&self, ow: usize) -> std::ops::Range<usize> {
+    pub(crate) fn cols_inside(&self, ow: usize) -> std::ops::Range<usize> {
         tap_range(ow * self.sw, self.pw, self.kw, self.w)
     }
 
@@ -87,9 +107,9 @@ pub(crate) fn count_gemm(m: usize, k: usize, n: usize) {
 }
 
 /// Max elements of one im2col buffer; bounds memory for big layers.
-const COLS_BUDGET: usize = 1 << 22;
+const COLS_BUDGET: usize = 1 << 21;
 
-fn conv_window(graph: &Graph, node: &Node) -> Window {
+pub(crate) fn conv_window(graph: &Graph, node: &Node) -> Window {
     let input = graph.node(node.inputs[0]);
     match &node.op {
         Op::Conv2d {
@@ -184,37 +204,6 @@ fn im2col_t(g: &Window, x: ArrayView2<f64>) -> Array2<f64> {
     cols
 }
 
-/// Adds col2im of `cols` `[cin*kh*kw, n*P]` (column `s*P + pos`) into rows `out` `[n, cin*h*w]`.
-fn col2im_t_add(g: &Window, cols: ArrayView2<f64>, mut out: ndarray::ArrayViewMut2<f64>) {
-    let n = out.nrows();
-    let p = g.positions();
-    let plane = g.h * g.w;
-    let image = g.cin * plane;
-    let width = n * p;
-    let cs = cols.as_slice().expect("contiguous");
-    let os = out.as_slice_mut().expect("contiguous");
-    for ci in 0..g.cin {
-        for ki in 0..g.kh {
-            let oh_range = outputs_inside(ki, g.sh, g.ph, g.h, g.ho);
-            for kj in 0..g.kw {
-                let ow_range = outputs_inside(kj, g.sw, g.pw, g.w, g.wo);
-                let row = (ci * g.kh + ki) * g.kw + kj;
-                let src = &cs[row * width..][..width];
-                for s in 0..n {
-                    for oh in oh_range.clone() {
-                        let ih = oh * g.sh + ki - g.ph;
-                        let dst = s * image + ci * plane + ih * g.w + kj;
-                        let c = &src[s * p + oh * g.wo..][..g.wo];
-                        for ow in ow_range.clone() {
-                            os[dst + ow * g.sw - g.pw] += c[ow];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn chunk_rows(per_row: usize) -> usize {
     (COLS_BUDGET / per_row.max(1)).max(1)
 }
@@ -254,9 +243,9 @@ fn conv_forward(
     out
 }
 
-/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`, with the bias terms. Sparse
+/// Conv transpose on rows: `[rows, cout*P] -> [rows, cin*h*w]`, with the bias terms. Very sparse
 /// rows (e.g. the local functionals of intermediate neurons) are scattered directly from their
-/// nonzeros; dense rows go through one GEMM.
+/// nonzeros; the others go through [`conv_transpose_add`].
 fn conv_pullback(
     g: &Window,
     weight: &ndarray::Array4<f64>,
@@ -276,7 +265,7 @@ fn conv_pullback(
         let row = a.row(r);
         let row = row.as_slice().expect("contiguous rows");
         let count: usize = row.iter().map(|v| (*v != 0.0) as usize).sum();
-        if count * 4 < cols_n {
+        if count * 16 < cols_n {
             // Branch-free compaction of the nonzero positions.
             nonzeros.resize(cols_n + 1, 0);
             let mut at = 0;
@@ -314,42 +303,144 @@ fn conv_pullback(
             bias_mag,
         };
     }
-    let wmat = conv_matrix(weight, false);
-    let cout = wmat.nrows();
-    let step = chunk_rows(p * wmat.ncols().max(cout));
-    for chunk_idx in dense.chunks(step) {
-        let m = chunk_idx.len();
-        // [m, cout*P] -> [cout, m*P]
-        let mut at = Array2::<f64>::zeros((cout, m * p));
-        {
-            let ats = at.as_slice_mut().expect("contiguous");
-            for (local, &r) in chunk_idx.iter().enumerate() {
-                let row = a.row(r);
-                let row = row.as_slice().expect("contiguous rows");
-                for co in 0..cout {
-                    ats[co * m * p + local * p..][..p].copy_from_slice(&row[co * p..][..p]);
-                }
-            }
-        }
-        count_gemm(wmat.ncols(), cout, m * p);
-        let cols = wmat.t().dot(&at); // [cin*kk, m*P]
-        let cols = cols.as_standard_layout();
-        let (first, last) = (chunk_idx[0], chunk_idx[m - 1]);
-        if last - first + 1 == m {
-            // Consecutive rows: add straight into `out`.
-            col2im_t_add(g, cols.view(), out.slice_mut(s![first..=last, ..]));
-        } else {
-            let mut block = Array2::<f64>::zeros((m, out.ncols()));
-            col2im_t_add(g, cols.view(), block.view_mut());
-            for (local, &r) in chunk_idx.iter().enumerate() {
-                out.row_mut(r).assign(&block.row(local));
-            }
+    let (from, to) = (g.output_rect(), g.input_rect());
+    if dense.len() == rows {
+        conv_transpose_add(g, weight, a, from, to, out.view_mut());
+    } else {
+        let mut block = Array2::<f64>::zeros((dense.len(), out.ncols()));
+        conv_transpose_add(
+            g,
+            weight,
+            a.select(Axis(0), &dense).view(),
+            from,
+            to,
+            block.view_mut(),
+        );
+        for (local, &r) in dense.iter().enumerate() {
+            out.row_mut(r).assign(&block.row(local));
         }
     }
     Pullback {
         a: vec![out],
         bias: bias_term,
         bias_mag,
+    }
+}
+
+/// A rectangle of positions `y0..y0+hh`, `x0..x0+ww` of a `[C, H, W]` map (all channels).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Rect {
+    pub y0: usize,
+    pub x0: usize,
+    pub hh: usize,
+    pub ww: usize,
+}
+
+impl Rect {
+    /// The smallest rectangle holding both.
+    pub(crate) fn union(self, o: Rect) -> Rect {
+        let y0 = self.y0.min(o.y0);
+        let x0 = self.x0.min(o.x0);
+        let y1 = (self.y0 + self.hh).max(o.y0 + o.hh);
+        let x1 = (self.x0 + self.ww).max(o.x0 + o.ww);
+        Rect {
+            y0,
+            x0,
+            hh: y1 - y0,
+            ww: x1 - x0,
+        }
+    }
+}
+
+/// Adds the conv transpose of rows `a` (`[m, cout·hh·ww]` over the rectangle `from` of the conv
+/// output) to `out` (`[m, cin·hh'·ww']` over the rectangle `to` of the conv input, which must
+/// cover the receptive field of `from`). The (row, position) pairs with a nonzero coefficient
+/// (dead ReLUs zero many) go through one GEMM `[pairs, cout] · W[cout, kh·kw·cin]`; each row's
+/// pairs are then added channels-last (contiguous runs of `taps·cin`) and transposed into `out`.
+pub(crate) fn conv_transpose_add(
+    g: &Window,
+    weight: &ndarray::Array4<f64>,
+    a: ArrayView2<f64>,
+    from: Rect,
+    to: Rect,
+    mut out: ArrayViewMut2<f64>,
+) {
+    let (cout, cin, kh, kw) = weight.dim();
+    let n = cin * kh * kw;
+    // Columns in (ki, kj, ci) order.
+    let wmat = weight
+        .view()
+        .permuted_axes([0, 2, 3, 1])
+        .as_standard_layout()
+        .into_shape_with_order((cout, n))
+        .expect("contiguous")
+        .into_owned();
+    let npos = from.hh * from.ww;
+    let plane = to.hh * to.ww;
+    let step = chunk_rows(npos * n);
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut t: Vec<f64> = Vec::new();
+    let mut acc = vec![0.0; plane * cin];
+    for start in (0..a.nrows()).step_by(step) {
+        pairs.clear();
+        t.clear();
+        for r in start..(start + step).min(a.nrows()) {
+            let row = a.row(r);
+            let row = row.as_slice().expect("contiguous rows");
+            for q in 0..npos {
+                let before = t.len();
+                t.extend((0..cout).map(|co| row[co * npos + q]));
+                if t[before..].iter().any(|v| *v != 0.0) {
+                    pairs.push((r, q));
+                } else {
+                    t.truncate(before);
+                }
+            }
+        }
+        if pairs.is_empty() {
+            continue;
+        }
+        let t_view = ArrayView2::from_shape((pairs.len(), cout), &t).expect("pairs × cout");
+        count_gemm(pairs.len(), cout, n);
+        let cols = t_view.dot(&wmat);
+        let cols = cols.as_slice().expect("contiguous");
+        // Pairs are grouped by row.
+        let mut first = 0;
+        while first < pairs.len() {
+            let r = pairs[first].0;
+            let last = first + pairs[first..].iter().take_while(|p| p.0 == r).count();
+            acc.fill(0.0);
+            for (k, &(_, q)) in pairs.iter().enumerate().take(last).skip(first) {
+                let col = &cols[k * n..][..n];
+                let (oy, ox) = (from.y0 + q / from.ww, from.x0 + q % from.ww);
+                let kx = g.cols_inside(ox);
+                if kx.is_empty() {
+                    continue;
+                }
+                let run = kx.len() * cin;
+                let x = ox * g.sw + kx.start - g.pw - to.x0;
+                for ki in g.rows_inside(oy) {
+                    let y = oy * g.sh + ki - g.ph - to.y0;
+                    let dst = &mut acc[(y * to.ww + x) * cin..][..run];
+                    let src = &col[(ki * kw + kx.start) * cin..][..run];
+                    for (d, v) in dst.iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            }
+            let mut o = out.row_mut(r);
+            let o = o.as_slice_mut().expect("contiguous rows");
+            // Blocks of 8 positions: the reads stay within 8 cache-resident runs of `acc`.
+            for p0 in (0..plane).step_by(8) {
+                let block = &acc[p0 * cin..(p0 + 8).min(plane) * cin];
+                for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
+                    for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
+                        *d += src[ci];
+                    }
+                }
+            }
+            first = last;
+        }
     }
 }
 

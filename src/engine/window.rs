@@ -5,34 +5,13 @@
 //! (coefficients outside the window are exactly zero there).
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::count_gemm;
+use super::linop::{conv_transpose_add, conv_window, Rect};
 use super::DeltaBox;
-use crate::ir::{Graph, Op};
+use crate::ir::{Graph, Node, Op};
 use ndarray::{Array1, Array2, ArrayView1};
 
 /// All channels, rows `y0..y0+hh`, columns `x0..x0+ww` of a `[C, H, W]` node.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Win {
-    y0: usize,
-    x0: usize,
-    hh: usize,
-    ww: usize,
-}
-
-impl Win {
-    fn union(self, o: Win) -> Win {
-        let y0 = self.y0.min(o.y0);
-        let x0 = self.x0.min(o.x0);
-        let y1 = (self.y0 + self.hh).max(o.y0 + o.hh);
-        let x1 = (self.x0 + self.ww).max(o.x0 + o.ww);
-        Win {
-            y0,
-            x0,
-            hh: y1 - y0,
-            ww: x1 - x0,
-        }
-    }
-}
+type Win = Rect;
 
 /// Rows over a window: `a` is `[rows, C*hh*ww]`.
 struct WinRows {
@@ -160,23 +139,9 @@ pub(crate) fn crown_rows_window(
                 let p = node.inputs[0].index();
                 accumulate(&mut pending[p], wr, c_of(graph, p));
             }
-            Op::Conv2d {
-                weight,
-                bias: cb,
-                stride,
-                padding,
-            } => {
+            Op::Conv2d { .. } => {
                 let p = node.inputs[0].index();
-                let out = conv_pullback_window(
-                    wr,
-                    weight,
-                    cb,
-                    *stride,
-                    *padding,
-                    &graph.nodes[p].shape,
-                    &mut bias,
-                    &mut mag,
-                );
+                let out = conv_pullback_window(wr, graph, node, &mut bias, &mut mag);
                 accumulate(&mut pending[p], out, c_of(graph, p));
             }
             Op::Add => {
@@ -252,20 +217,21 @@ fn relax_relu(
 }
 
 /// Pulls windowed rows of a conv output back to the conv input (its receptive field, clipped to
-/// the image), adding the bias terms: one GEMM `[rows*positions, cout] · [cout, cin*kh*kw]`.
-#[allow(clippy::too_many_arguments)]
+/// the image), adding the bias terms.
 fn conv_pullback_window(
     wr: WinRows,
-    weight: &ndarray::Array4<f64>,
-    cb: &Array1<f64>,
-    stride: [usize; 2],
-    padding: [usize; 2],
-    in_shape: &[usize],
+    graph: &Graph,
+    node: &Node,
     bias: &mut Array1<f64>,
     mag: &mut Array1<f64>,
 ) -> WinRows {
-    let (cout, cin, kh, kw) = weight.dim();
-    let (_, h, w) = dims(in_shape);
+    let Op::Conv2d {
+        weight, bias: cb, ..
+    } = &node.op
+    else {
+        unreachable!("a conv node")
+    };
+    let g = conv_window(graph, node);
     let win = wr.win;
     let rows = wr.a.nrows();
     let npos = win.hh * win.ww;
@@ -281,67 +247,25 @@ fn conv_pullback_window(
         let hi = ((o0 + n - 1) * s + k).saturating_sub(p).min(size);
         (lo, hi.max(lo) - lo)
     };
-    let (iy0, ih) = span(win.y0, win.hh, stride[0], padding[0], kh, h);
-    let (ix0, iw) = span(win.x0, win.ww, stride[1], padding[1], kw, w);
+    let (iy0, ih) = span(win.y0, win.hh, g.sh, g.ph, g.kh, g.h);
+    let (ix0, iw) = span(win.x0, win.ww, g.sw, g.pw, g.kw, g.w);
     let in_win = Win {
         y0: iy0,
         x0: ix0,
         hh: ih,
         ww: iw,
     };
-    // [rows, cout, npos] -> [rows*npos, cout], with the bias terms.
-    let mut at = Array2::<f64>::zeros((rows * npos, cout));
-    for r in 0..rows {
-        let row = wr.a.row(r);
+    for (r, row) in wr.a.rows().into_iter().enumerate() {
         let row = row.as_slice().expect("contiguous rows");
-        let (mut b, mut m) = (0.0, 0.0);
-        for co in 0..cout {
-            let seg = &row[co * npos..][..npos];
+        for (co, seg) in row.chunks_exact(npos).enumerate() {
             let sum: f64 = seg.iter().sum();
             let abs: f64 = seg.iter().map(|v| v.abs()).sum();
-            b += sum * cb[co];
-            m += abs * cb[co].abs();
-            for (q, &v) in seg.iter().enumerate() {
-                at[[r * npos + q, co]] = v;
-            }
-        }
-        bias[r] += b;
-        mag[r] += m;
-    }
-    let wmat = weight
-        .to_shape((cout, cin * kh * kw))
-        .expect("contiguous conv weight");
-    count_gemm(rows * npos, cout, cin * kh * kw);
-    let cols = at.dot(&wmat); // [rows*npos, cin*kh*kw]
-    let mut out = Array2::<f64>::zeros((rows, cin * ih * iw));
-    for r in 0..rows {
-        let mut o = out.row_mut(r);
-        let o = o.as_slice_mut().expect("contiguous rows");
-        for q in 0..npos {
-            let (oy, ox) = (win.y0 + q / win.ww, win.x0 + q % win.ww);
-            let col = cols.row(r * npos + q);
-            let col = col.as_slice().expect("contiguous rows");
-            for ki in 0..kh {
-                let Some(y) = (oy * stride[0] + ki).checked_sub(padding[0]) else {
-                    continue;
-                };
-                if y >= h {
-                    continue;
-                }
-                for kj in 0..kw {
-                    let Some(x) = (ox * stride[1] + kj).checked_sub(padding[1]) else {
-                        continue;
-                    };
-                    if x >= w {
-                        continue;
-                    }
-                    for ci in 0..cin {
-                        o[(ci * ih + y - iy0) * iw + x - ix0] += col[(ci * kh + ki) * kw + kj];
-                    }
-                }
-            }
+            bias[r] += sum * cb[co];
+            mag[r] += abs * cb[co].abs();
         }
     }
+    let mut out = Array2::<f64>::zeros((rows, g.cin * ih * iw));
+    conv_transpose_add(&g, weight, wr.a.view(), win, in_win, out.view_mut());
     WinRows {
         win: in_win,
         a: out,
@@ -361,6 +285,10 @@ fn concretize_window(
     let rows = bias.len();
     let mut lower = Array1::zeros(rows);
     let (c, h, w) = dims(in_shape);
+    let x0 = x0.as_standard_layout();
+    let x0 = x0.as_slice().expect("contiguous");
+    let lo = delta.lo.as_slice().expect("contiguous");
+    let hi = delta.hi.as_slice().expect("contiguous");
     for r in 0..rows {
         let mut value = bias[r];
         let mut slack = 0.0;
@@ -368,14 +296,19 @@ fn concretize_window(
         if let Some(wr) = &wr {
             let win = wr.win;
             let a = wr.a.row(r);
+            let a = a.as_slice().expect("contiguous rows");
             for ch in 0..c {
                 for yy in 0..win.hh {
-                    for xx in 0..win.ww {
-                        let coef = a[(ch * win.hh + yy) * win.ww + xx];
-                        let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
-                        value += coef * x0[n];
-                        slack += (coef * delta.lo[n]).min(coef * delta.hi[n]);
-                        m += coef.abs() * (x0[n].abs() + delta.lo[n].abs().max(delta.hi[n].abs()));
+                    let at = (ch * win.hh + yy) * win.ww;
+                    let n = ch * h * w + (win.y0 + yy) * w + win.x0;
+                    let coefs = &a[at..at + win.ww];
+                    let xs = &x0[n..n + win.ww];
+                    let los = &lo[n..n + win.ww];
+                    let his = &hi[n..n + win.ww];
+                    for (((&coef, &x), &l), &u) in coefs.iter().zip(xs).zip(los).zip(his) {
+                        value += coef * x;
+                        slack += (coef * l).min(coef * u);
+                        m += coef.abs() * (x.abs() + l.abs().max(u.abs()));
                     }
                 }
             }
