@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use upcc::attacks::{run_attack, AttackKind, AttackOptions, Classifier};
+use upcc::driver::process::{cpu_seconds, peak_rss_mb};
 use upcc::driver::verify::GraphClassifier;
 use upcc::engine::cpu::margin_bounds;
 use upcc::engine::linop::GEMM_FLOPS;
@@ -22,22 +23,6 @@ use upcc::ir::build::conv_small_from_tensors;
 use upcc::ir::from_onnx::import;
 use upcc::ir::Graph;
 use upcc::semantics::check_file;
-
-/// CPU seconds (user + system) of this process so far, from /proc (None elsewhere).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// Peak resident set size of this process so far, in MB (None off Linux).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -5,7 +5,8 @@
 //! on the same model and samples right after upcc, in the same run, for a side-by-side table.
 //!
 //! cargo bench --bench scaling -- [--models conv_small_natural,resnet_2b] [--n 10,100]
-//!     [--reference .venv-lirpa/bin/python] [--solver microlp|highs] [--time-limit 60] [--timeout 900]
+//!     [--reference .venv-lirpa/bin/python] [--reference-max-n 100] [--solver microlp|highs]
+//!     [--time-limit 60] [--timeout 900]
 //!
 //! Writes `target/bench-scaling/results.json`, `table.md` and `scaling_n.svg`, and prints the table.
 
@@ -233,6 +234,8 @@ fn run_reference(
         .arg(rayon::current_num_threads().to_string())
         .arg("--time-limit")
         .arg(time_limit.to_string())
+        .arg("--batch")
+        .arg("100")
         .arg("--eps")
         .args(model.eps);
     if model.cifar {
@@ -279,6 +282,8 @@ struct Args {
     models: Vec<&'static Model>,
     ns: Vec<usize>,
     reference: Option<String>,
+    /// The reference runs only up to this n (auto_LiRPA needs ~1.6 GB and ~75 s per 100 samples).
+    reference_max_n: usize,
     solver: String,
     time_limit: u64,
     timeout: Duration,
@@ -289,6 +294,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         models: MODELS.iter().collect(),
         ns: vec![10, 100, 1000],
         reference: None,
+        reference_max_n: 100,
         solver: "microlp".into(),
         time_limit: 60,
         timeout: Duration::from_secs(900),
@@ -316,6 +322,9 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--reference" => args.reference = Some(value()?),
+            "--reference-max-n" => {
+                args.reference_max_n = value()?.parse().map_err(|_| "bad --reference-max-n")?
+            }
             "--solver" => args.solver = value()?,
             "--time-limit" => args.time_limit = value()?.parse().map_err(|_| "bad time limit")?,
             "--timeout" => {
@@ -392,9 +401,11 @@ fn main() {
             let ours = run_with_timeout(command, args.timeout)
                 .and_then(|out| result_line(&out).ok_or("no RESULT line".into()));
             let wall = wall.elapsed().as_secs_f64();
-            let reference = args.reference.as_ref().map(|python| {
-                run_reference(python, model, n, args.time_limit, args.timeout)
-            });
+            let reference = args
+                .reference
+                .as_ref()
+                .filter(|_| n <= args.reference_max_n)
+                .map(|python| run_reference(python, model, n, args.time_limit, args.timeout));
             let ours = match ours {
                 Ok(v) => v,
                 Err(e) => {
