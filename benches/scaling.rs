@@ -32,6 +32,8 @@ struct Model {
     weights: &'static str,
     cifar: bool,
     eps: &'static [&'static str],
+    /// auto_LiRPA batch size for the reference (Conv-big needs ~2.3 GB per sample there).
+    reference_batch: usize,
 }
 
 const MODELS: &[Model] = &[
@@ -41,6 +43,7 @@ const MODELS: &[Model] = &[
         weights: "models/mnist/conv_small_natural.safetensors",
         cifar: false,
         eps: &["4/255", "6/255", "8/255"],
+        reference_batch: 100,
     },
     Model {
         name: "conv_small_pgd32",
@@ -48,6 +51,7 @@ const MODELS: &[Model] = &[
         weights: "models/mnist/conv_small_pgd32.safetensors",
         cifar: false,
         eps: &["16/255", "32/255"],
+        reference_batch: 100,
     },
     Model {
         name: "conv_4layer_natural",
@@ -55,6 +59,7 @@ const MODELS: &[Model] = &[
         weights: "models/mnist/conv_4layer_natural.safetensors",
         cifar: false,
         eps: &["4/255", "6/255", "8/255"],
+        reference_batch: 100,
     },
     Model {
         name: "conv_4layer_pgd32",
@@ -62,6 +67,7 @@ const MODELS: &[Model] = &[
         weights: "models/mnist/conv_4layer_pgd32.safetensors",
         cifar: false,
         eps: &["16/255", "32/255"],
+        reference_batch: 100,
     },
     Model {
         name: "conv_big_natural",
@@ -69,6 +75,7 @@ const MODELS: &[Model] = &[
         weights: "models/mnist/conv_big_natural.safetensors",
         cifar: false,
         eps: &["4/255", "6/255", "8/255"],
+        reference_batch: 1,
     },
     Model {
         name: "conv_big_pgd32",
@@ -76,6 +83,7 @@ const MODELS: &[Model] = &[
         weights: "models/mnist/conv_big_pgd32.safetensors",
         cifar: false,
         eps: &["16/255", "32/255"],
+        reference_batch: 1,
     },
     Model {
         name: "resnet_2b",
@@ -83,6 +91,7 @@ const MODELS: &[Model] = &[
         weights: "external/vnncomp2021/cifar10_resnet/onnx/resnet_2b.onnx",
         cifar: true,
         eps: &["1/255", "3/255"],
+        reference_batch: 10,
     },
     Model {
         name: "resnet_4b",
@@ -90,6 +99,7 @@ const MODELS: &[Model] = &[
         weights: "external/vnncomp2021/cifar10_resnet/onnx/resnet_4b.onnx",
         cifar: true,
         eps: &["1/255", "3/255"],
+        reference_batch: 10,
     },
 ];
 
@@ -235,7 +245,7 @@ fn run_reference(
         .arg("--time-limit")
         .arg(time_limit.to_string())
         .arg("--batch")
-        .arg("100")
+        .arg(model.reference_batch.to_string())
         .arg("--eps")
         .args(model.eps);
     if model.cifar {
