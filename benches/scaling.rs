@@ -390,7 +390,11 @@ fn main() {
     let _ = writeln!(table, "|{}", "---|".repeat(18));
     for model in &args.models {
         if !weights_path(model).is_file() {
-            println!("SKIPPED {}: {} is absent", model.name, weights_path(model).display());
+            println!(
+                "SKIPPED {}: {} is absent",
+                model.name,
+                weights_path(model).display()
+            );
             continue;
         }
         for &n in &args.ns {
@@ -443,7 +447,10 @@ fn main() {
                     model.name.to_string(),
                     n.to_string(),
                     eps.to_string(),
-                    format!("{} / {}", row["samplewise_certified"], row["universal_certified"]),
+                    format!(
+                        "{} / {}",
+                        row["samplewise_certified"], row["universal_certified"]
+                    ),
                     row["milp_status"].as_str().unwrap_or("-").to_string(),
                     fmt_seconds(bounds),
                     fmt_seconds(milp_s),
@@ -458,7 +465,11 @@ fn main() {
                         milp["presolve"]["binaries_before"], milp["presolve"]["binaries_after"]
                     ),
                     milp["nodes"].to_string(),
-                    if k == 0 { format!("{gflops:.1}") } else { "″".into() },
+                    if k == 0 {
+                        format!("{gflops:.1}")
+                    } else {
+                        "″".into()
+                    },
                 ];
                 match &ref_row {
                     Some(r) => {
@@ -467,7 +478,10 @@ fn main() {
                             r["seconds"]["milp"].as_f64().unwrap_or(0.0),
                         );
                         cells.extend([
-                            format!("{} / {}", r["samplewise_certified"], r["universal_certified"]),
+                            format!(
+                                "{} / {}",
+                                r["samplewise_certified"], r["universal_certified"]
+                            ),
                             fmt_seconds(rb),
                             fmt_seconds(rm),
                             format!("{:.0}", r["peak_rss_mb"].as_f64().unwrap_or(0.0)),
@@ -480,7 +494,14 @@ fn main() {
                             Some(Err(e)) => e.clone(),
                             _ => "-".into(),
                         };
-                        cells.extend([why, "-".into(), "-".into(), "-".into(), "-".into(), "-".into()]);
+                        cells.extend([
+                            why,
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                        ]);
                     }
                 }
                 let _ = writeln!(table, "| {} |", cells.join(" | "));
@@ -530,7 +551,12 @@ fn scaling_svg(records: &[Value]) -> String {
         };
         let total: f64 = rows
             .iter()
-            .flat_map(|row| row["seconds"].as_object().into_iter().flat_map(|m| m.values()))
+            .flat_map(|row| {
+                row["seconds"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.values())
+            })
             .filter_map(Value::as_f64)
             .sum();
         let name = r["model"].as_str().unwrap_or("?").to_string();
@@ -544,11 +570,23 @@ fn scaling_svg(records: &[Value]) -> String {
     let all: Vec<(f64, f64)> = lines.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     let lx = |v: f64| v.max(1e-3).log10();
     let (x0, x1) = (1.0, 3.0);
-    let y0 = all.iter().map(|p| lx(p.1)).fold(f64::INFINITY, f64::min).floor().min(-1.0);
-    let y1 = all.iter().map(|p| lx(p.1)).fold(f64::NEG_INFINITY, f64::max).ceil().max(y0 + 1.0);
+    let y0 = all
+        .iter()
+        .map(|p| lx(p.1))
+        .fold(f64::INFINITY, f64::min)
+        .floor()
+        .min(-1.0);
+    let y1 = all
+        .iter()
+        .map(|p| lx(p.1))
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil()
+        .max(y0 + 1.0);
     let x = |v: f64| left + (w - left - right) * (lx(v) - x0) / (x1 - x0);
     let y = |v: f64| top + (h - top - bottom) * (1.0 - (lx(v) - y0) / (y1 - y0));
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    ];
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="18">upcc verify seconds (all ε) against n, log-log</text>"#
     );
@@ -564,11 +602,19 @@ fn scaling_svg(records: &[Value]) -> String {
         );
     }
     for n in [10.0, 100.0, 1000.0] {
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle">n = {n}</text>"#, x(n), h - bottom + 18.0);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">n = {n}</text>"#,
+            x(n),
+            h - bottom + 18.0
+        );
     }
     for (k, (name, pts)) in lines.iter().enumerate() {
         let c = colors[k % colors.len()];
-        let path: Vec<String> = pts.iter().map(|(n, s)| format!("{:.1},{:.1}", x(*n), y(*s))).collect();
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(n, s)| format!("{:.1},{:.1}", x(*n), y(*s)))
+            .collect();
         let ly = top + 16.0 * k as f64;
         let _ = write!(
             svg,
@@ -583,4 +629,3 @@ fn scaling_svg(records: &[Value]) -> String {
     svg.push_str("</svg>\n");
     svg
 }
-

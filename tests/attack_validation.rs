@@ -132,7 +132,10 @@ fn certificates_hold_against_every_attack_on_conv_big() {
 #[test]
 fn certificates_hold_against_every_attack_on_the_backdoored_models() {
     let models = models("backdoor", |_| true);
-    assert!(models.len() >= 17, "expected the backdoor models, found {models:?}");
+    assert!(
+        models.len() >= 17,
+        "expected the backdoor models, found {models:?}"
+    );
     for (arch, model) in models {
         validate(&arch, &model, 10);
     }

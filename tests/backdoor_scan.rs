@@ -40,7 +40,10 @@ fn scan(weights: &[&Path]) -> Report {
     );
     let mut names = Vec::new();
     for (k, path) in weights.iter().enumerate() {
-        spec += &format!("network m{k} = conv_small() weights \"{}\"\n", path.display());
+        spec += &format!(
+            "network m{k} = conv_small() weights \"{}\"\n",
+            path.display()
+        );
         names.push(format!("m{k}"));
     }
     spec += &format!(
@@ -82,12 +85,19 @@ fn scan_names_class_0_on_backdoored_models_and_nothing_on_clean_ones() {
     assert_eq!(percents, [0, 1, 5, 10, 20]);
     let mut summary = Vec::new();
     for (percent, paths) in &groups {
-        assert!(paths.len() >= 3, "{} seeds at {percent}% poison", paths.len());
+        assert!(
+            paths.len() >= 3,
+            "{} seeds at {percent}% poison",
+            paths.len()
+        );
         let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
         let report = scan(&paths);
         assert_eq!(report.scans.len(), 1);
         let found = report.scans[0].suspected_target;
-        summary.push(format!("{percent}%: {:?}", found.map(|t| (t.class, t.score))));
+        summary.push(format!(
+            "{percent}%: {:?}",
+            found.map(|t| (t.class, t.score))
+        ));
         if *percent >= 5 {
             assert_eq!(found.map(|t| t.class), Some(0), "{summary:?}");
         } else if *percent == 0 {

@@ -148,18 +148,35 @@ fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()>
         .filter(|(_, rows)| rows.len() > 1 && rows.iter().all(|r| r.universal_certified.is_some()))
         .cloned()
         .collect();
-    let eps_list = |rows: &[&EpsResult]| rows.iter().map(|r| r.eps_text.clone()).collect::<Vec<_>>();
-    if universal.len() > 1 && universal.iter().all(|(_, rows)| eps_list(rows) == eps_list(&universal[0].1)) {
-        std::fs::write(dir.join("crr_comparison.svg"), render_crr_comparison_svg(&universal))?;
+    let eps_list =
+        |rows: &[&EpsResult]| rows.iter().map(|r| r.eps_text.clone()).collect::<Vec<_>>();
+    if universal.len() > 1
+        && universal
+            .iter()
+            .all(|(_, rows)| eps_list(rows) == eps_list(&universal[0].1))
+    {
+        std::fs::write(
+            dir.join("crr_comparison.svg"),
+            render_crr_comparison_svg(&universal),
+        )?;
     }
     // Paper Figure 6: the class-wise scans at each ε, side by side.
-    let mut scan_eps: Vec<&str> = run.report.scans.iter().map(|s| s.eps_text.as_str()).collect();
+    let mut scan_eps: Vec<&str> = run
+        .report
+        .scans
+        .iter()
+        .map(|s| s.eps_text.as_str())
+        .collect();
     scan_eps.dedup();
     scan_eps.sort();
     scan_eps.dedup();
     for eps in scan_eps {
-        let scans: Vec<&ClasswiseScan> =
-            run.report.scans.iter().filter(|s| s.eps_text == eps).collect();
+        let scans: Vec<&ClasswiseScan> = run
+            .report
+            .scans
+            .iter()
+            .filter(|s| s.eps_text == eps)
+            .collect();
         std::fs::write(
             dir.join(format!("scan_eps{}.svg", file_stem(eps))),
             render_scan_svg(&scans),

@@ -71,11 +71,31 @@ mod tests {
 
     #[test]
     fn bar_fills_with_the_time_limit() {
-        let half = frame("milp", Duration::from_secs(30), Some(Duration::from_secs(60)), 0);
-        assert_eq!(half, format!("milp [{}{}] 30.0 s / 60 s limit", "#".repeat(12), ".".repeat(12)));
-        let over = frame("milp", Duration::from_secs(90), Some(Duration::from_secs(60)), 0);
+        let half = frame(
+            "milp",
+            Duration::from_secs(30),
+            Some(Duration::from_secs(60)),
+            0,
+        );
+        assert_eq!(
+            half,
+            format!(
+                "milp [{}{}] 30.0 s / 60 s limit",
+                "#".repeat(12),
+                ".".repeat(12)
+            )
+        );
+        let over = frame(
+            "milp",
+            Duration::from_secs(90),
+            Some(Duration::from_secs(60)),
+            0,
+        );
         assert!(over.contains(&"#".repeat(WIDTH)));
-        assert_eq!(frame("bounds", Duration::from_millis(1500), None, 1), "bounds / 1.5 s");
+        assert_eq!(
+            frame("bounds", Duration::from_millis(1500), None, 1),
+            "bounds / 1.5 s"
+        );
     }
 
     #[test]

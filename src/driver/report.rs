@@ -194,7 +194,11 @@ fn pct(count: usize, n: usize) -> String {
 
 /// A plain-text table per property, one row per ε, then one table per class-wise scan.
 pub fn render_table(report: &Report) -> String {
-    let results: Vec<&EpsResult> = report.results.iter().filter(|r| r.class.is_none()).collect();
+    let results: Vec<&EpsResult> = report
+        .results
+        .iter()
+        .filter(|r| r.class.is_none())
+        .collect();
     let mut out = String::new();
     let mut properties: Vec<&str> = Vec::new();
     for r in &results {
@@ -317,23 +321,23 @@ fn render_scan_table(out: &mut String, scan: &ClasswiseScan) {
 fn write_aligned(out: &mut String, table: &[Vec<String>]) {
     let widths: Vec<usize> = (0..table[0].len())
         .map(|c| {
-        table
-            .iter()
-            .map(|row| row[c].chars().count())
-            .max()
-            .unwrap_or(0)
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
         })
         .collect();
     for (i, row) in table.iter().enumerate() {
         let cells: Vec<String> = row
-        .iter()
-        .zip(&widths)
-        .map(|(cell, w)| format!("{cell:<w$}", w = *w))
-        .collect();
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}", w = *w))
+            .collect();
         let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
         if i == 0 {
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        let _ = writeln!(out, "  {}", rule.join("  "));
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "  {}", rule.join("  "));
         }
     }
 }
@@ -448,14 +452,20 @@ pub fn render_crr_comparison_svg(properties: &[(&str, Vec<&EpsResult>)]) -> Stri
 /// ratio), with the suspected target marked.
 pub fn render_scan_svg(scans: &[&ClasswiseScan]) -> String {
     let classes: Vec<usize> = {
-        let mut c: Vec<usize> = scans.iter().flat_map(|s| s.classwise.keys().copied()).collect();
+        let mut c: Vec<usize> = scans
+            .iter()
+            .flat_map(|s| s.classwise.keys().copied())
+            .collect();
         c.sort();
         c.dedup();
         c
     };
     let group_w = 36.0_f64.max(6.0 * classes.len() as f64 + 16.0);
     let (left, right, top, bottom) = (60.0, 20.0, 50.0, 70.0);
-    let (w, h) = ((left + right + group_w * scans.len() as f64).max(360.0), 360.0);
+    let (w, h) = (
+        (left + right + group_w * scans.len() as f64).max(360.0),
+        360.0,
+    );
     let y = |frac: f64| top + (h - top - bottom) * (1.0 - frac);
     let bar_w = (group_w - 16.0) / classes.len().max(1) as f64;
     let mut svg = String::new();
@@ -467,7 +477,11 @@ pub fn render_scan_svg(scans: &[&ClasswiseScan]) -> String {
     let title = scans.first().map_or(String::new(), |s| {
         format!("certified UP-accuracy per class at ε = {}", s.eps_text)
     });
-    let _ = writeln!(svg, r#"<text x="{left}" y="18">{}</text>"#, xml_escape(&title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="18">{}</text>"#,
+        xml_escape(&title)
+    );
     for (k, class) in classes.iter().enumerate() {
         let x = left + 28.0 * k as f64;
         let color = CATEGORICAL[k % CATEGORICAL.len()];
@@ -706,7 +720,6 @@ mod tests {
         counts[5] = (0, 100);
         let scan = scan_of(&counts);
         assert_eq!(scan.suspected_target, None);
-
     }
 
     #[test]
@@ -718,7 +731,10 @@ mod tests {
         };
         let score = class_score(&count, 3, 0.1).unwrap().unwrap();
         assert!((score - (0.13 - 0.114726)).abs() < 1e-4);
-        assert_eq!(class_score(&ClassCount { n: 0, certified: 0 }, 3, 0.1).unwrap(), None);
+        assert_eq!(
+            class_score(&ClassCount { n: 0, certified: 0 }, 3, 0.1).unwrap(),
+            None
+        );
     }
 
     #[test]

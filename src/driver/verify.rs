@@ -530,7 +530,8 @@ fn verify_classwise(
         ScanInputs::Noise
     };
     // counts[e][class] for the perturbation's e-th ε.
-    let mut counts: Vec<BTreeMap<usize, ClassCount>> = vec![BTreeMap::new(); perturbation.eps.len()];
+    let mut counts: Vec<BTreeMap<usize, ClassCount>> =
+        vec![BTreeMap::new(); perturbation.eps.len()];
     for &net in &property.networks {
         let (graph, inputs) = property_inputs(program, property, net)?;
         let network = &program.networks[net];
@@ -551,14 +552,8 @@ fn verify_classwise(
                 let class_inputs = inputs.select(ndarray::Axis(0), &chosen);
                 let labels = vec![class; chosen.len()];
                 let first_row = run.report.results.len();
-                let certified = certify_sweep(
-                    program,
-                    &sweep,
-                    class_inputs.view(),
-                    &labels,
-                    options,
-                    run,
-                )?;
+                let certified =
+                    certify_sweep(program, &sweep, class_inputs.view(), &labels, options, run)?;
                 for row in &mut run.report.results[first_row..] {
                     row.property = if property.networks.len() > 1 {
                         format!("{}[{}, class {class}]", property.name, network.name)
@@ -570,10 +565,9 @@ fn verify_classwise(
                 certified
             };
             for (e, &c) in certified.iter().enumerate() {
-                let count = counts[e].entry(class).or_insert(ClassCount {
-                    n: 0,
-                    certified: 0,
-                });
+                let count = counts[e]
+                    .entry(class)
+                    .or_insert(ClassCount { n: 0, certified: 0 });
                 count.n += chosen.len();
                 count.certified += c;
             }

@@ -848,7 +848,8 @@ impl<'a> Checker<'a> {
             .and_then(|r| self.perturbation(r));
         let options = self.options(module, &p.options);
         let nets: Option<Vec<usize>> = nets.into_iter().collect();
-        let (Some(nets), Some(data), Some(pert), Some(options)) = (nets, data, pert, options) else {
+        let (Some(nets), Some(data), Some(pert), Some(options)) = (nets, data, pert, options)
+        else {
             return;
         };
         let dataset = &self.program.datasets[data];
