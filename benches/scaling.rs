@@ -8,7 +8,8 @@
 //!     [--reference .venv-lirpa/bin/python] [--reference-max-n 100] [--solver microlp|highs]
 //!     [--time-limit 60] [--timeout 900]
 //!
-//! Writes `target/bench-scaling/results.json`, `table.md` and `scaling_n.svg`, and prints the table.
+//! Writes `target/bench-scaling/results.json`, `table.md`, `scaling_n.svg` and `scaling_eps.svg`, and
+//! prints the table. `--replot results.json` redraws the plots from a saved run.
 
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -372,6 +373,20 @@ fn main() {
         }
         return;
     }
+    if argv.first().map(String::as_str) == Some("--replot") {
+        let mut records = Vec::new();
+        for file in &argv[1..] {
+            let text = std::fs::read_to_string(file).expect("readable results.json");
+            let list: Vec<Value> = serde_json::from_str(&text).expect("a results.json list");
+            records.extend(list);
+        }
+        let out = root().join("target/bench-scaling");
+        let _ = std::fs::create_dir_all(&out);
+        let _ = std::fs::write(out.join("scaling_n.svg"), scaling_svg(&records));
+        let _ = std::fs::write(out.join("scaling_eps.svg"), eps_svg(&records));
+        println!("wrote plots of {} runs to {}", records.len(), out.display());
+        return;
+    }
     let args = match parse_args(&argv) {
         Ok(a) => a,
         Err(e) => {
@@ -539,26 +554,26 @@ fn main() {
     );
     let _ = std::fs::write(out.join("table.md"), format!("{header}\n{table}"));
     let _ = std::fs::write(out.join("scaling_n.svg"), scaling_svg(&records));
+    let _ = std::fs::write(out.join("scaling_eps.svg"), eps_svg(&records));
     println!("wrote {}", out.display());
 }
 
-/// Log-log plot of the total upcc seconds (summed over ε) against n, one line per model.
+/// Row seconds summed over stages.
+fn row_seconds(row: &Value) -> f64 {
+    row["seconds"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_f64).sum())
+        .unwrap_or(0.0)
+}
+
+/// Total upcc seconds (all ε) against n, one line per model.
 fn scaling_svg(records: &[Value]) -> String {
     let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for r in records {
         let Some(rows) = r["upcc"]["rows"].as_array() else {
             continue;
         };
-        let total: f64 = rows
-            .iter()
-            .flat_map(|row| {
-                row["seconds"]
-                    .as_object()
-                    .into_iter()
-                    .flat_map(|m| m.values())
-            })
-            .filter_map(Value::as_f64)
-            .sum();
+        let total: f64 = rows.iter().map(row_seconds).sum();
         let name = r["model"].as_str().unwrap_or("?").to_string();
         let n = r["n"].as_f64().unwrap_or(1.0);
         match lines.iter_mut().find(|(m, _)| *m == name) {
@@ -566,29 +581,80 @@ fn scaling_svg(records: &[Value]) -> String {
             None => lines.push((name, vec![(n, total)])),
         }
     }
-    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 190.0, 30.0, 50.0);
-    let all: Vec<(f64, f64)> = lines.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-    let lx = |v: f64| v.max(1e-3).log10();
-    let (x0, x1) = (1.0, 3.0);
+    let ticks = [10.0, 100.0, 1000.0].map(|n: f64| (n.log10(), format!("n = {n}")));
+    let lines: Vec<(String, Vec<(f64, f64)>)> = lines
+        .into_iter()
+        .map(|(name, pts)| (name, pts.into_iter().map(|(n, s)| (n.log10(), s)).collect()))
+        .collect();
+    log_seconds_svg("upcc seconds (all ε) against n, log-log", &ticks, &lines)
+}
+
+/// Seconds per ε (all stages) at each model's largest n, one line per model.
+fn eps_svg(records: &[Value]) -> String {
+    let mut lines: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    for r in records {
+        let Some(rows) = r["upcc"]["rows"].as_array() else {
+            continue;
+        };
+        let name = r["model"].as_str().unwrap_or("?").to_string();
+        let n = r["n"].as_f64().unwrap_or(0.0);
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|row| (row["eps"].as_f64().unwrap_or(0.0) * 255.0, row_seconds(row)))
+            .collect();
+        match lines.iter_mut().find(|(m, _, _)| *m == name) {
+            Some(line) if line.1 < n => *line = (name, n, pts),
+            Some(_) => {}
+            None => lines.push((name, n, pts)),
+        }
+    }
+    let ticks: Vec<(f64, String)> = [1.0, 4.0, 8.0, 16.0, 32.0]
+        .map(|e: f64| (e, format!("{e}/255")))
+        .to_vec();
+    let lines: Vec<(String, Vec<(f64, f64)>)> = lines
+        .into_iter()
+        .map(|(name, n, pts)| (format!("{name} (n = {n})"), pts))
+        .collect();
+    log_seconds_svg("upcc seconds per ε at the largest n", &ticks, &lines)
+}
+
+/// A line plot with seconds on a log y axis; x positions are the tick values' scale.
+fn log_seconds_svg(
+    title: &str,
+    x_ticks: &[(f64, String)],
+    lines: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 230.0, 30.0, 50.0);
+    let ly = |v: f64| v.max(1e-3).log10();
+    let all: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| ly(q.1)))
+        .collect();
     let y0 = all
         .iter()
-        .map(|p| lx(p.1))
+        .copied()
         .fold(f64::INFINITY, f64::min)
         .floor()
         .min(-1.0);
     let y1 = all
         .iter()
-        .map(|p| lx(p.1))
+        .copied()
         .fold(f64::NEG_INFINITY, f64::max)
         .ceil()
         .max(y0 + 1.0);
-    let x = |v: f64| left + (w - left - right) * (lx(v) - x0) / (x1 - x0);
-    let y = |v: f64| top + (h - top - bottom) * (1.0 - (lx(v) - y0) / (y1 - y0));
+    let x0 = x_ticks.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+    let x1 = x_ticks
+        .iter()
+        .map(|t| t.0)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(x0 + 1.0);
+    let x = |v: f64| left + (w - left - right) * (v - x0) / (x1 - x0);
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - (ly(v) - y0) / (y1 - y0));
     let colors = [
         "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     ];
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="18">upcc verify seconds (all ε) against n, log-log</text>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="18">{title}</text>"#
     );
     for e in (y0 as i32)..=(y1 as i32) {
         let v = 10f64.powi(e);
@@ -601,11 +667,11 @@ fn scaling_svg(records: &[Value]) -> String {
             yy = y(v)
         );
     }
-    for n in [10.0, 100.0, 1000.0] {
+    for (v, label) in x_ticks {
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">n = {n}</text>"#,
-            x(n),
+            r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#,
+            x(*v),
             h - bottom + 18.0
         );
     }
@@ -613,17 +679,17 @@ fn scaling_svg(records: &[Value]) -> String {
         let c = colors[k % colors.len()];
         let path: Vec<String> = pts
             .iter()
-            .map(|(n, s)| format!("{:.1},{:.1}", x(*n), y(*s)))
+            .map(|(v, s)| format!("{:.1},{:.1}", x(*v), y(*s)))
             .collect();
-        let ly = top + 16.0 * k as f64;
+        let legend_y = top + 16.0 * k as f64;
         let _ = write!(
             svg,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/><line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"#,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/><line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"#,
             path.join(" "),
             w - right + 10.0,
             w - right + 30.0,
             w - right + 34.0,
-            ly + 4.0
+            legend_y + 4.0
         );
     }
     svg.push_str("</svg>\n");
