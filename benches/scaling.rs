@@ -589,9 +589,13 @@ fn scaling_svg(records: &[Value]) -> String {
     log_seconds_svg("upcc seconds (all ε) against n, log-log", &ticks, &lines)
 }
 
+/// A plotted line: its name and (x, seconds) points.
+type Line = (String, Vec<(f64, f64)>);
+
 /// Seconds per ε (all stages) at each model's largest n, one line per model.
 fn eps_svg(records: &[Value]) -> String {
-    let mut lines: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    // Per model: the n of its line, and the line.
+    let mut lines: Vec<(f64, Line)> = Vec::new();
     for r in records {
         let Some(rows) = r["upcc"]["rows"].as_array() else {
             continue;
@@ -602,28 +606,25 @@ fn eps_svg(records: &[Value]) -> String {
             .iter()
             .map(|row| (row["eps"].as_f64().unwrap_or(0.0) * 255.0, row_seconds(row)))
             .collect();
-        match lines.iter_mut().find(|(m, _, _)| *m == name) {
-            Some(line) if line.1 < n => *line = (name, n, pts),
+        let line = (format!("{name} (n = {n})"), pts);
+        match lines
+            .iter_mut()
+            .find(|(_, (m, _))| m.starts_with(&format!("{name} ")))
+        {
+            Some(entry) if entry.0 < n => *entry = (n, line),
             Some(_) => {}
-            None => lines.push((name, n, pts)),
+            None => lines.push((n, line)),
         }
     }
     let ticks: Vec<(f64, String)> = [1.0, 4.0, 8.0, 16.0, 32.0]
         .map(|e: f64| (e, format!("{e}/255")))
         .to_vec();
-    let lines: Vec<(String, Vec<(f64, f64)>)> = lines
-        .into_iter()
-        .map(|(name, n, pts)| (format!("{name} (n = {n})"), pts))
-        .collect();
+    let lines: Vec<Line> = lines.into_iter().map(|(_, line)| line).collect();
     log_seconds_svg("upcc seconds per ε at the largest n", &ticks, &lines)
 }
 
 /// A line plot with seconds on a log y axis; x positions are the tick values' scale.
-fn log_seconds_svg(
-    title: &str,
-    x_ticks: &[(f64, String)],
-    lines: &[(String, Vec<(f64, f64)>)],
-) -> String {
+fn log_seconds_svg(title: &str, x_ticks: &[(f64, String)], lines: &[Line]) -> String {
     let (w, h, left, right, top, bottom) = (640.0, 400.0, 60.0, 230.0, 30.0, 50.0);
     let ly = |v: f64| v.max(1e-3).log10();
     let all: Vec<f64> = lines
