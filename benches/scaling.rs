@@ -226,6 +226,14 @@ fn result_line(stdout: &str) -> Option<Value> {
         .and_then(|l| serde_json::from_str(l).ok())
 }
 
+/// run_reference.py names the shared ResNets `shared:<path under external/>` (with `--shared`).
+fn reference_model_arg(model: &Model) -> String {
+    match model.weights.strip_prefix("external/") {
+        Some(rel) if model.cifar => format!("shared:{rel}"),
+        _ => weights_path(model).display().to_string(),
+    }
+}
+
 /// The paper's pipeline on the same model and first-n samples: one JSON object per ε.
 fn run_reference(
     python: &str,
@@ -238,7 +246,7 @@ fn run_reference(
     command
         .arg(root().join("tools/reference/run_reference.py"))
         .arg("--model")
-        .arg(weights_path(model))
+        .arg(reference_model_arg(model))
         .arg("--n")
         .arg(n.to_string())
         .arg("--threads")
@@ -250,7 +258,7 @@ fn run_reference(
         .arg("--eps")
         .args(model.eps);
     if model.cifar {
-        command.arg("--data").arg(shared().join(ERAN_CIFAR));
+        command.arg("--shared").arg(shared());
     }
     let stdout = run_with_timeout(command, timeout)?;
     Ok(stdout
