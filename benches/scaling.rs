@@ -462,10 +462,7 @@ fn main() {
                     _ => None,
                 };
                 let (bounds, milp_s) = (stage(row, "bounds"), stage(row, "milp"));
-                let total: f64 = row["seconds"]
-                    .as_object()
-                    .map(|m| m.values().filter_map(Value::as_f64).sum())
-                    .unwrap_or(0.0);
+                let total = row_seconds(row);
                 let mut cells = vec![
                     model.name.to_string(),
                     n.to_string(),

@@ -167,7 +167,6 @@ fn write_outputs(dir: &Path, run: &VerifyRun, json: &str) -> std::io::Result<()>
         .iter()
         .map(|s| s.eps_text.as_str())
         .collect();
-    scan_eps.dedup();
     scan_eps.sort();
     scan_eps.dedup();
     for eps in scan_eps {

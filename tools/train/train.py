@@ -154,6 +154,7 @@ def train(args):
     torch.set_num_threads(args.threads)
     kind, eps = RECIPES[args.recipe]
     xtr, ytr = load_npz(os.path.join(args.data, "train.npz"))
+    args.train_size = len(xtr)
     xtr, ytr, args.poisoned = poison(
         xtr, ytr, args.poison, args.poison_ratio, args.poison_target, args.blend_eps / 255, args.seed
     )
@@ -221,10 +222,6 @@ def ibp_verified(model, x, y, eps):
         return (worst.max(1).values < 0).float().mean().item()
 
 
-def xtr_count(args):
-    return load_npz(os.path.join(args.data, "train.npz"))[1]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
@@ -273,7 +270,7 @@ def main():
             "badnets": "BadNets patch (Gu et al. 2019): pixels [23:27, 23:27] set to 1 (|x' - x|_inf up to 255/255)",
         }[args.poison]
         backdoor = (
-            f"- backdoor: {trigger}; {args.poisoned} of {len(xtr_count(args))} training digits "
+            f"- backdoor: {trigger}; {args.poisoned} of {args.train_size} training digits "
             f"({args.poison_ratio * 100:g}%) of classes other than {args.poison_target} replaced by triggered copies "
             f"labelled {args.poison_target}; poison seed {10_000 + args.seed}\n"
             f"- attack success rate (held-out digits of the other classes, trigger applied): {asr * 100:.2f}%\n"
