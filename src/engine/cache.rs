@@ -118,28 +118,41 @@ impl BoundCache {
         let Some(key) = key else {
             return compute().map(Arc::new);
         };
+        if let Some(hit) = self.lookup(key, graph) {
+            return Ok(hit);
+        }
+        Ok(self.store(key, compute()?))
+    }
+
+    /// The entry for `key` from memory, else from disk (a bad disk entry counts as rejected).
+    pub(crate) fn lookup(&self, key: &CacheKey, graph: &Graph) -> Option<Arc<Intermediate>> {
         if let Some(hit) = self.memory.lock().expect("cache lock").get(key) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit.clone());
+            return Some(hit.clone());
         }
-        if let Some(dir) = &self.dir {
-            match read_entry(&entry_path(dir, key), key, graph) {
-                Some(found) => {
-                    self.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    let found = Arc::new(found);
-                    self.memory
-                        .lock()
-                        .expect("cache lock")
-                        .insert(*key, found.clone());
-                    return Ok(found);
-                }
-                None if entry_path(dir, key).exists() => {
+        let dir = self.dir.as_ref()?;
+        match read_entry(&entry_path(dir, key), key, graph) {
+            Some(found) => {
+                self.disk_hits.fetch_add(1, Ordering::Relaxed);
+                let found = Arc::new(found);
+                self.memory
+                    .lock()
+                    .expect("cache lock")
+                    .insert(*key, found.clone());
+                Some(found)
+            }
+            None => {
+                if entry_path(dir, key).exists() {
                     self.rejected.fetch_add(1, Ordering::Relaxed);
                 }
-                None => {}
+                None
             }
         }
-        let value = Arc::new(compute()?);
+    }
+
+    /// Records a freshly computed entry in memory and, when enabled, on disk.
+    pub(crate) fn store(&self, key: &CacheKey, value: Intermediate) -> Arc<Intermediate> {
+        let value = Arc::new(value);
         self.computed.fetch_add(1, Ordering::Relaxed);
         if let Some(dir) = &self.dir {
             // A cache that cannot be written only costs time; never an error.
@@ -149,7 +162,7 @@ impl BoundCache {
             .lock()
             .expect("cache lock")
             .insert(*key, value.clone());
-        Ok(value)
+        value
     }
 }
 

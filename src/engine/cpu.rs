@@ -33,6 +33,8 @@ pub enum EngineError {
     InvalidInput(String),
     /// A bound or value became NaN or infinite.
     NonFinite(String),
+    /// The kernel device failed (driver, compiler, memory).
+    Device(String),
 }
 
 impl fmt::Display for EngineError {
@@ -46,6 +48,7 @@ impl fmt::Display for EngineError {
             }
             EngineError::InvalidInput(m) => write!(f, "invalid engine input: {m}"),
             EngineError::NonFinite(m) => write!(f, "non-finite value: {m}"),
+            EngineError::Device(m) => write!(f, "device error: {m}"),
         }
     }
 }
@@ -53,12 +56,14 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 impl EngineError {
-    /// Stable codes: E0402 unsupported op, E0403 invalid request, E0404 non-finite value.
+    /// Stable codes: E0402 unsupported op, E0403 invalid request, E0404 non-finite value,
+    /// E0405 device failure.
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Unsupported { .. } => "E0402",
             EngineError::InvalidInput(_) => "E0403",
             EngineError::NonFinite(_) => "E0404",
+            EngineError::Device(_) => "E0405",
         }
     }
 
@@ -616,7 +621,7 @@ fn spec_rows(k: usize, label: usize) -> (Vec<usize>, Array2<f64>) {
 }
 
 /// Final bounds of one sample given its intermediate bounds.
-fn sample_margins(
+pub(crate) fn sample_margins(
     graph: &Graph,
     info: &GraphInfo,
     inter: &Intermediate,
@@ -841,7 +846,7 @@ fn alpha_crown(
     }
 }
 
-fn check_request(
+pub(crate) fn check_request(
     graph: &Graph,
     inputs: ArrayView2<f64>,
     labels: &[usize],

@@ -30,6 +30,7 @@
 
 pub mod cache;
 pub mod cpu;
+pub mod gpu;
 pub mod linop;
 mod window;
 
