@@ -161,6 +161,7 @@ fn run_child(model: &Model, n: usize, solver: &str, time_limit: u64) -> Result<(
     let program = checked.map_err(|d| format!("{:?}", d.items))?;
     let check_seconds = start.elapsed().as_secs_f64();
     let options = VerifyOptions {
+        engine: upcc::engine::gpu::BoundEngine::Cpu,
         cache: BoundCache::in_memory(),
         progress: false,
         attack: AttackOptions::default(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use upcc::diagnostics::{codes, render_ariadne, render_json, Diagnostic};
 use upcc::driver::command::{run_verify, OutputFormat, VerifyArgs};
+use upcc::engine::gpu::DeviceChoice;
 use upcc::semantics;
 use upcc::source::SourceMap;
 
@@ -79,9 +80,20 @@ enum Command {
         /// Do not read or write the on-disk bound cache.
         #[arg(long)]
         no_cache: bool,
+        /// Where bounds are computed: `cuda` fails (exit 2) without a CUDA device, `auto` falls
+        /// back to the CPU.
+        #[arg(long, value_enum, default_value_t = Device::Cpu)]
+        device: Device,
         #[command(flatten)]
         output: OutputArgs,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Device {
+    Cpu,
+    Cuda,
+    Auto,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -100,6 +112,7 @@ fn main() -> ExitCode {
             format,
             out,
             no_cache,
+            device,
             output,
         } => {
             let args = VerifyArgs {
@@ -113,6 +126,11 @@ fn main() -> ExitCode {
                 out_dir: out,
                 no_cache,
                 progress: std::io::stderr().is_terminal(),
+                device: match device {
+                    Device::Cpu => DeviceChoice::Cpu,
+                    Device::Cuda => DeviceChoice::Cuda,
+                    Device::Auto => DeviceChoice::Auto,
+                },
             };
             ExitCode::from(run_verify(&args))
         }

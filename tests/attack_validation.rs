@@ -75,6 +75,7 @@ fn validate(arch: &str, model: &str, n: usize) {
     let (_, checked) = check_file(&path);
     let program = checked.unwrap_or_else(|d| panic!("{model}: spec does not check: {:?}", d.items));
     let options = VerifyOptions {
+        engine: upcc::engine::gpu::BoundEngine::Cpu,
         cache: BoundCache::in_memory(),
         progress: false,
         attack: AttackOptions::default(),

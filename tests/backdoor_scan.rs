@@ -21,6 +21,7 @@ fn run_spec(name: &str, spec: &str) -> Report {
     let (_, checked) = check_file(&path);
     let program = checked.unwrap_or_else(|d| panic!("{name}: spec does not check: {:?}", d.items));
     let options = VerifyOptions {
+        engine: upcc::engine::gpu::BoundEngine::Cpu,
         cache: BoundCache::in_memory(),
         progress: false,
         attack: AttackOptions::default(),

@@ -214,3 +214,66 @@ fn population_command_prints_theorem_2_bounds() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Without a usable CUDA device (this build or machine), `--device cuda` names the cause and
+/// exits 2, and `--device auto` runs on the CPU with a note and the same report as `--device cpu`.
+#[test]
+fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back() {
+    let dir = temp_dir("device");
+    let spec = write_spec(&dir, &natural_spec(5, "2/255", ""));
+    let cuda = upcc()
+        .args([
+            "verify",
+            "--no-cache",
+            "--device",
+            "cuda",
+            "--format",
+            "json",
+        ])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    if cuda.status.success() {
+        println!("SKIPPED: a CUDA device is present here");
+        return;
+    }
+    assert_eq!(cuda.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&cuda.stderr);
+    assert!(
+        err.contains("CUDA") && err.contains("--device cuda"),
+        "{err}"
+    );
+    assert!(cuda.stdout.is_empty());
+    let run = |device: &str| {
+        upcc()
+            .args([
+                "verify",
+                "--no-cache",
+                "--format",
+                "json",
+                "--device",
+                device,
+            ])
+            .arg(&spec)
+            .output()
+            .unwrap()
+    };
+    let (auto, cpu) = (run("auto"), run("cpu"));
+    assert!(auto.status.success() && cpu.status.success());
+    assert!(String::from_utf8_lossy(&auto.stderr).contains("using the CPU engine"));
+    let rows = |o: &std::process::Output| {
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    usize_of(r, "universal_certified"),
+                    usize_of(r, "samplewise_certified"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&auto), rows(&cpu));
+}

@@ -8,6 +8,7 @@ use super::report::{
 use super::verify::{verify, VerifyOptions, VerifyRun};
 use crate::attacks::AttackOptions;
 use crate::diagnostics::{render_ariadne, Diagnostic};
+use crate::engine::gpu::{BoundEngine, DeviceChoice};
 use crate::engine::BoundCache;
 use crate::semantics;
 use crate::source::SourceMap;
@@ -29,6 +30,8 @@ pub struct VerifyArgs {
     pub out_dir: Option<PathBuf>,
     pub no_cache: bool,
     pub progress: bool,
+    /// Where the bounds are computed.
+    pub device: DeviceChoice,
 }
 
 /// Exit codes: 0 every property ran, 1 diagnostics, 2 usage or IO failure.
@@ -51,6 +54,21 @@ pub fn run_verify(args: &VerifyArgs) -> u8 {
             return 1;
         }
     };
+    let engine = match BoundEngine::open(args.device) {
+        Ok((engine, note)) => {
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            engine
+        }
+        Err(why) => {
+            eprintln!("error: --device cuda: {why}");
+            return 2;
+        }
+    };
+    if args.progress && args.device != DeviceChoice::Cpu {
+        eprintln!("bounds on: {}", engine.describe());
+    }
     let cache = if args.no_cache {
         BoundCache::in_memory()
     } else {
@@ -58,6 +76,7 @@ pub fn run_verify(args: &VerifyArgs) -> u8 {
     };
     let options = VerifyOptions {
         cache,
+        engine,
         progress: args.progress,
         attack: AttackOptions::default(),
     };

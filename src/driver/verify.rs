@@ -10,6 +10,7 @@ use super::report::{
 };
 use crate::attacks::{self, AttackKind, AttackOptions, AttackResult, Classifier};
 use crate::diagnostics::Diagnostic;
+use crate::engine::gpu::BoundEngine;
 use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
 use crate::milp::{self, MilpOptions};
 use crate::population;
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 /// How `verify` runs, beyond what the spec says.
 pub struct VerifyOptions {
     pub cache: BoundCache,
+    /// Where the bounds are computed (`--device`).
+    pub engine: BoundEngine,
     /// Progress lines on stderr.
     pub progress: bool,
     /// Attack settings shared by every property.
@@ -306,15 +309,10 @@ fn certify_sweep(
             None,
         );
         let start = Instant::now();
-        let bounds = engine::cpu::margin_bounds_cached(
-            sweep.graph,
-            inputs,
-            labels,
-            &bx,
-            &method,
-            &options.cache,
-        )
-        .map_err(|e| engine_diagnostic(e, property))?;
+        let bounds = options
+            .engine
+            .margin_bounds_cached(sweep.graph, inputs, labels, &bx, &method, &options.cache)
+            .map_err(|e| engine_diagnostic(e, property))?;
         seconds.insert("bounds".into(), start.elapsed().as_secs_f64());
         drop(stage);
         let samplewise_mask =

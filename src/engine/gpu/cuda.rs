@@ -63,8 +63,9 @@ impl CudaDevice {
         let stream = ctx.default_stream();
         // SAFETY: one stream orders every launch and copy, so per-slice events are not needed.
         unsafe { ctx.disable_event_tracking() };
-        // SAFETY: probe only.
-        let blas = if unsafe { blas_sys::is_culib_present() } {
+        // SAFETY: probe only. `UPCC_CUBLAS=0` runs the emitted linear kernels instead.
+        let wanted = std::env::var("UPCC_CUBLAS").map_or(true, |v| v != "0");
+        let blas = if wanted && unsafe { blas_sys::is_culib_present() } {
             CudaBlas::new(stream.clone()).ok()
         } else {
             None

@@ -93,3 +93,94 @@ pub trait KernelDevice {
         Ok(false)
     }
 }
+
+/// The device a run asks for (`upcc verify --device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    /// CUDA or an error.
+    Cuda,
+    /// CUDA when a device is found, else the CPU.
+    Auto,
+}
+
+/// The engine a run computes its bounds with.
+pub enum BoundEngine {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(std::sync::Mutex<KernelEngine<cuda::CudaDevice>>),
+}
+
+impl BoundEngine {
+    /// Opens the chosen device. `Err` (for `Cuda` only) says why no CUDA device can be used;
+    /// the note (for `Auto`) says why the CPU was chosen.
+    pub fn open(choice: DeviceChoice) -> Result<(BoundEngine, Option<String>), String> {
+        if choice == DeviceChoice::Cpu {
+            return Ok((BoundEngine::Cpu, None));
+        }
+        let why = match Self::open_cuda() {
+            Ok(engine) => return Ok((engine, None)),
+            Err(why) => why,
+        };
+        match choice {
+            DeviceChoice::Cuda => Err(why),
+            _ => Ok((
+                BoundEngine::Cpu,
+                Some(format!("{why}; using the CPU engine")),
+            )),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn open_cuda() -> Result<BoundEngine, String> {
+        match cuda::CudaDevice::open() {
+            Ok(device) => Ok(BoundEngine::Cuda(std::sync::Mutex::new(KernelEngine::new(
+                device,
+            )))),
+            Err(e) => Err(match e {
+                EngineError::Device(m) => m,
+                other => other.to_string(),
+            }),
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn open_cuda() -> Result<BoundEngine, String> {
+        Err(
+            "no CUDA device or driver can be used: this upcc was built without the `cuda` \
+             feature (rebuild with `cargo build --release --features cuda`)"
+                .into(),
+        )
+    }
+
+    /// The device, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            BoundEngine::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
+            #[cfg(feature = "cuda")]
+            BoundEngine::Cuda(engine) => engine.lock().expect("engine lock").device.describe(),
+        }
+    }
+
+    /// [`crate::engine::cpu::margin_bounds_cached`] on this engine's device.
+    pub fn margin_bounds_cached(
+        &self,
+        graph: &crate::ir::Graph,
+        inputs: ndarray::ArrayView2<f64>,
+        labels: &[usize],
+        delta: &super::DeltaBox,
+        method: &super::BoundMethod,
+        cache: &super::BoundCache,
+    ) -> Result<super::MarginBounds, EngineError> {
+        match self {
+            BoundEngine::Cpu => {
+                super::cpu::margin_bounds_cached(graph, inputs, labels, delta, method, cache)
+            }
+            #[cfg(feature = "cuda")]
+            BoundEngine::Cuda(engine) => {
+                let mut engine = engine.lock().expect("engine lock");
+                margin_bounds_on(&mut engine, graph, inputs, labels, delta, method, cache)
+            }
+        }
+    }
+}
