@@ -209,18 +209,28 @@ fn backward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node) -> b
             )
         }
         Op::Conv2d { .. } => {
+            // Each thread owns one input position and column for a block of input channels, so
+            // every load of A_out feeds a block of FMAs.
             let g = conv_window(graph, node);
             let cout = node.shape[0];
+            let block = channel_block(g.cin);
             format!(
-                "{}    double s = 0.0;\n    for (long long o = 0; o < {cout}; ++o)\n{}\
-                 s += p3[((o * {cin} + ci) * {kh} + ky) * {kw} + kx] * p0[((o * {ho} + oy) * {wo} + ox) * cols + c];\n    }}\n    }}\n    p1[t] = s;\n",
-                window_gather_head(&g, "ci"),
-                window_gather_loops(&g),
+                "{head}    double s[{block}];\n    for (int j = 0; j < {block}; ++j) s[j] = 0.0;\n{loops}\
+                 for (long long o = 0; o < {cout}; ++o) {{\n                \
+                 double a = p0[((o * {ho} + oy) * {wo} + ox) * cols + c];\n                \
+                 const double* w = p3 + ((o * {cin} + cb * {block}) * {kh} + ky) * {kw} + kx;\n                \
+                 #pragma unroll\n                for (int j = 0; j < {block}; ++j) s[j] += w[j * {taps}] * a;\n            }}\n        }}\n    }}\n    \
+                 for (int j = 0; j < {block}; ++j) p1[(((cb * {block} + j) * {h} + iy) * {w} + ix) * cols + c] = s[j];\n",
+                head = window_gather_head(&g, "cb"),
+                loops = window_gather_loops(&g),
                 cin = g.cin,
                 kh = g.kh,
                 kw = g.kw,
                 ho = g.ho,
                 wo = g.wo,
+                h = g.h,
+                w = g.w,
+                taps = g.kh * g.kw,
             )
         }
         Op::ChannelAffine { scale, .. } => {
@@ -242,6 +252,69 @@ fn backward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node) -> b
     };
     writeln!(out, "\nUPCC_KERNEL(bwd_{id}) {{\n    UPCC_THREAD\n{body}}}").expect("write");
     true
+}
+
+/// Rows of the Jacobian of a linear or conv node, for CROWN bounds of its neurons without
+/// pulling one-hot rows through it: per column r (neuron idx[cols + r], sign p1[r]),
+/// p0 A_in [in][cols] = sign · W[neuron, ·], p4 bias = sign · b[neuron], p5 mag = |b[neuron]|;
+/// p2 bias, p3 weight. total = in × cols.
+fn jacobian_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node) -> bool {
+    let body = match &node.op {
+        Op::Linear { weight, .. } => format!(
+            "    long long r = t % cols, fin = t / cols, n = idx[cols + r];\n    \
+             p0[t] = p1[r] * p3[n * {i} + fin];\n    long long o = n;\n",
+            i = weight.ncols()
+        ),
+        Op::Conv2d { .. } => {
+            let g = conv_window(graph, node);
+            format!(
+                "    long long r = t % cols, fin = t / cols, n = idx[cols + r];\n    \
+                 long long o = n / {pos}, oy = (n / {wo}) % {ho}, ox = n % {wo};\n    \
+                 long long ci = fin / {plane}, iy = (fin / {w}) % {h}, ix = fin % {w};\n    \
+                 long long ky = iy - oy * {sh} + {ph}, kx = ix - ox * {sw} + {pw};\n    double v = 0.0;\n    \
+                 if (ky >= 0 && ky < {kh} && kx >= 0 && kx < {kw}) v = p1[r] * p3[((o * {cin} + ci) * {kh} + ky) * {kw} + kx];\n    \
+                 p0[t] = v;\n",
+                pos = g.positions(),
+                wo = g.wo,
+                ho = g.ho,
+                plane = g.h * g.w,
+                w = g.w,
+                h = g.h,
+                sh = g.sh,
+                sw = g.sw,
+                ph = g.ph,
+                pw = g.pw,
+                kh = g.kh,
+                kw = g.kw,
+                cin = g.cin,
+            )
+        }
+        _ => return false,
+    };
+    writeln!(
+        out,
+        "\nUPCC_KERNEL(jac_{id}) {{\n    UPCC_THREAD\n{body}    if (fin == 0) {{\n        p4[r] = p1[r] * p2[o];\n        p5[r] = fabs(p2[o]);\n    }}\n}}"
+    )
+    .expect("write");
+    true
+}
+
+/// Input channels per thread in a conv's transpose: the largest divisor of `cin` up to 16.
+fn channel_block(cin: usize) -> usize {
+    (1..=cin.min(16)).rev().find(|b| cin % b == 0).unwrap_or(1)
+}
+
+/// Threads per column of `bwd_k`: one per input element, or per input position and channel
+/// block for a convolution.
+pub fn backward_threads(graph: &Graph, node: &Node) -> usize {
+    let input = graph.node(node.inputs[0]).numel();
+    match node.op {
+        Op::Conv2d { .. } => {
+            let g = conv_window(graph, node);
+            input / channel_block(g.cin)
+        }
+        _ => input,
+    }
 }
 
 /// Decodes thread t into (channel, input row, input column, column c).
@@ -310,7 +383,7 @@ fn relu_kernel(out: &mut String, id: usize, node: &Node) {
 }
 
 /// The kernels of `graph`: the generic ones, then per node `fwd_k`, `fwdabs_k`, `bwd_k`,
-/// `bias_k` (affine nodes with a constant term) and `relu_k`.
+/// `bias_k` (affine nodes with a constant term), `jac_k` (linear and conv) and `relu_k`.
 pub fn emit(graph: &Graph) -> KernelSource {
     let d: usize = graph.input_shape().iter().product();
     let mut source = String::from(PRELUDE);
@@ -333,6 +406,9 @@ pub fn emit(graph: &Graph) -> KernelSource {
         }
         if bias_kernel(&mut source, id, node) {
             kernels.push(format!("bias_{id}"));
+        }
+        if jacobian_kernel(&mut source, graph, id, node) {
+            kernels.push(format!("jac_{id}"));
         }
     }
     KernelSource { source, kernels }

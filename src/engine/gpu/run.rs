@@ -19,6 +19,8 @@ struct Program {
     params: Vec<(u64, u64)>,
     /// Nodes whose kernel source has a `bias_k`.
     has_bias: Vec<bool>,
+    /// Nodes whose kernel source has a `jac_k`.
+    has_jacobian: Vec<bool>,
 }
 
 /// A device plus the programs loaded on it, one per distinct graph.
@@ -47,6 +49,7 @@ impl<D: KernelDevice> KernelEngine<D> {
         let module = self.device.load(&source)?;
         let mut params = Vec::with_capacity(graph.nodes.len());
         let mut has_bias = Vec::with_capacity(graph.nodes.len());
+        let mut has_jacobian = Vec::with_capacity(graph.nodes.len());
         for (id, node) in graph.nodes.iter().enumerate() {
             let (w, b): (Vec<f64>, Vec<f64>) = match &node.op {
                 Op::Linear { weight, bias } => (weight.iter().copied().collect(), bias.to_vec()),
@@ -67,6 +70,7 @@ impl<D: KernelDevice> KernelEngine<D> {
             };
             params.push((addr(w)?, addr(b)?));
             has_bias.push(source.kernels.contains(&format!("bias_{id}")));
+            has_jacobian.push(source.kernels.contains(&format!("jac_{id}")));
         }
         self.programs.insert(
             key,
@@ -74,6 +78,7 @@ impl<D: KernelDevice> KernelEngine<D> {
                 module,
                 params,
                 has_bias,
+                has_jacobian,
             },
         );
         Ok(key)
@@ -415,9 +420,27 @@ impl<D: KernelDevice> Run<'_, D> {
                 .collect();
             let idx = self.upload_index(&index)?;
             let sign = self.upload(&sign)?;
-            let a = self.alloc(f * r)?;
-            self.launch("seed", &[a.addr, sign.addr], idx.addr + 8 * r as u64, 0, r)?;
-            let (a_in, bias, mag) = self.back_substitute(id, a, r, idx.addr, bounds, ns)?;
+            let (bias, mag) = (self.alloc(r)?, self.alloc(r)?);
+            let node = &self.graph.nodes[id];
+            let (seed, a) = if self.program.has_jacobian[id] {
+                // Start from the Jacobian rows at the node's input.
+                let input = node.inputs[0].index();
+                let a = self.alloc(self.graph.nodes[input].numel() * r)?;
+                let (w, b) = self.program.params[id];
+                self.launch(
+                    &format!("jac_{id}"),
+                    &[a.addr, sign.addr, b, w, bias.addr, mag.addr],
+                    idx.addr,
+                    r,
+                    self.graph.nodes[input].numel() * r,
+                )?;
+                (input, a)
+            } else {
+                let a = self.alloc(f * r)?;
+                self.launch("seed", &[a.addr, sign.addr], idx.addr + 8 * r as u64, 0, r)?;
+                (id, a)
+            };
+            let a_in = self.back_substitute(seed, a, (bias, mag), r, idx.addr, bounds, ns)?;
             let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
             self.launch(
                 "concretize",
@@ -450,21 +473,22 @@ impl<D: KernelDevice> Run<'_, D> {
     }
 
     /// Pulls functionals `a` (`[numel(seed)][r]`) back to the input through relaxed ReLUs
-    /// (bounds per row's sample `idx[t]`): the input coefficients `[d][r]`, constants and their
-    /// magnitudes.
+    /// (bounds per row's sample `idx[t]`), adding constants and their magnitudes into
+    /// `(bias, mag)`; returns the input coefficients `[d][r]`.
+    #[allow(clippy::too_many_arguments)]
     fn back_substitute(
         &mut self,
         seed: usize,
         a: Buf,
+        (bias, mag): (Buf, Buf),
         r: usize,
         idx: u64,
         bounds: &Bounds,
         ns: usize,
-    ) -> Result<(Buf, Buf, Buf), EngineError> {
+    ) -> Result<Buf, EngineError> {
         let graph = self.graph;
         let mut pending: Vec<Option<Buf>> = vec![None; graph.nodes.len()];
         pending[seed] = Some(a);
-        let (bias, mag) = (self.alloc(r)?, self.alloc(r)?);
         for id in (1..=seed).rev() {
             let Some(a) = pending[id].take() else {
                 continue;
@@ -524,7 +548,7 @@ impl<D: KernelDevice> Run<'_, D> {
                             &[a.addr, a_in.addr, 0, w],
                             0,
                             r,
-                            in_len * r,
+                            codegen::backward_threads(graph, node) * r,
                         )?;
                     }
                     self.release(a);
@@ -532,11 +556,10 @@ impl<D: KernelDevice> Run<'_, D> {
                 }
             }
         }
-        let a0 = match pending[0].take() {
-            Some(a0) => a0,
-            None => self.alloc(graph.input_shape().iter().product::<usize>() * r)?,
-        };
-        Ok((a0, bias, mag))
+        match pending[0].take() {
+            Some(a0) => Ok(a0),
+            None => self.alloc(graph.input_shape().iter().product::<usize>() * r),
+        }
     }
 
     /// Adds functionals `a` into the pending slot of node `input`.
@@ -621,8 +644,16 @@ impl<D: KernelDevice> Run<'_, D> {
                 0,
                 r,
             )?;
-            let (a_in, bias, mag) =
-                self.back_substitute(graph.output.index(), a, r, idx.addr, &bounds, ns)?;
+            let (bias, mag) = (self.alloc(r)?, self.alloc(r)?);
+            let a_in = self.back_substitute(
+                graph.output.index(),
+                a,
+                (bias, mag),
+                r,
+                idx.addr,
+                &bounds,
+                ns,
+            )?;
             let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
             self.launch(
                 "concretize",
