@@ -43,6 +43,9 @@ mod cuda_bench {
         sizes: Vec<usize>,
         /// Skip a size whose time, projected from the last, exceeds this.
         max_seconds: f64,
+        /// Only the throughput workload with this name.
+        only: Option<String>,
+        checks: bool,
     }
 
     fn args() -> Args {
@@ -53,6 +56,8 @@ mod cuda_bench {
             cpu_n: 10,
             sizes: vec![100, 1000],
             max_seconds: 300.0,
+            only: None,
+            checks: true,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -69,6 +74,8 @@ mod cuda_bench {
                         .collect()
                 }
                 "--max-seconds" => a.max_seconds = value().parse().expect("number"),
+                "--only" => a.only = Some(value()),
+                "--no-checks" => a.checks = false,
                 "--bench" => {}
                 other => panic!("unknown flag {other}"),
             }
@@ -210,6 +217,9 @@ mod cuda_bench {
                 cases.push((which.into(), g, x, y, 1.0 / 255.0));
             }
         }
+        if !args.checks {
+            cases.clear();
+        }
         for (name, graph, x, labels, eps) in &cases {
             let delta = DeltaBox::linf(x.ncols(), *eps);
             for method in [BoundMethod::Ibp, BoundMethod::Crown] {
@@ -257,6 +267,9 @@ mod cuda_bench {
             ("resnet_4b", 1.0, resnet(&args.shared, "resnet_4b", biggest)),
         ];
         for (name, eps, loaded) in workloads {
+            if args.only.as_deref().is_some_and(|o| o != name) {
+                continue;
+            }
             let Some((graph, x, labels)) = loaded else {
                 continue;
             };

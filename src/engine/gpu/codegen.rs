@@ -209,19 +209,26 @@ fn backward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node) -> b
             )
         }
         Op::Conv2d { .. } => {
-            // Each thread owns one input position and column for a block of input channels, so
-            // every load of A_out feeds a block of FMAs.
+            // Each thread owns one input position, a block of input channels and COLUMN_BLOCK
+            // columns (strided, so loads stay coalesced): every load feeds several FMAs.
             let g = conv_window(graph, node);
             let cout = node.shape[0];
             let block = channel_block(g.cin);
             format!(
-                "{head}    double s[{block}];\n    for (int j = 0; j < {block}; ++j) s[j] = 0.0;\n{loops}\
+                "    long long stride = (cols + {cb_cols} - 1) / {cb_cols};\n    \
+                 long long q = t % stride, f = t / stride;\n    \
+                 long long ix = f % {w}, iy = (f / {w}) % {h}, cb = f / {plane};\n    \
+                 double s[{block}][{cb_cols}];\n    \
+                 for (int j = 0; j < {block}; ++j) for (int k = 0; k < {cb_cols}; ++k) s[j][k] = 0.0;\n{loops}\
                  for (long long o = 0; o < {cout}; ++o) {{\n                \
-                 double a = p0[((o * {ho} + oy) * {wo} + ox) * cols + c];\n                \
+                 const double* ap = p0 + ((o * {ho} + oy) * {wo} + ox) * cols;\n                \
+                 double a[{cb_cols}];\n                \
+                 for (int k = 0; k < {cb_cols}; ++k) {{ long long c = q + k * stride; a[k] = c < cols ? ap[c] : 0.0; }}\n                \
                  const double* w = p3 + ((o * {cin} + cb * {block}) * {kh} + ky) * {kw} + kx;\n                \
-                 #pragma unroll\n                for (int j = 0; j < {block}; ++j) s[j] += w[j * {taps}] * a;\n            }}\n        }}\n    }}\n    \
-                 for (int j = 0; j < {block}; ++j) p1[(((cb * {block} + j) * {h} + iy) * {w} + ix) * cols + c] = s[j];\n",
-                head = window_gather_head(&g, "cb"),
+                 #pragma unroll\n                for (int j = 0; j < {block}; ++j) {{\n                    double wj = w[j * {taps}];\n                    \
+                 #pragma unroll\n                    for (int k = 0; k < {cb_cols}; ++k) s[j][k] += wj * a[k];\n                }}\n            }}\n        }}\n    }}\n    \
+                 for (int j = 0; j < {block}; ++j)\n        for (int k = 0; k < {cb_cols}; ++k) {{\n            long long c = q + k * stride;\n            \
+                 if (c < cols) p1[(((cb * {block} + j) * {h} + iy) * {w} + ix) * cols + c] = s[j][k];\n        }}\n",
                 loops = window_gather_loops(&g),
                 cin = g.cin,
                 kh = g.kh,
@@ -230,7 +237,9 @@ fn backward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node) -> b
                 wo = g.wo,
                 h = g.h,
                 w = g.w,
+                plane = g.h * g.w,
                 taps = g.kh * g.kw,
+                cb_cols = COLUMN_BLOCK,
             )
         }
         Op::ChannelAffine { scale, .. } => {
@@ -299,21 +308,24 @@ fn jacobian_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node) -> b
     true
 }
 
-/// Input channels per thread in a conv's transpose: the largest divisor of `cin` up to 16.
+/// Columns per thread in a conv's transpose.
+const COLUMN_BLOCK: usize = 4;
+
+/// Input channels per thread in a conv's transpose: the largest divisor of `cin` up to 8.
 fn channel_block(cin: usize) -> usize {
-    (1..=cin.min(16)).rev().find(|b| cin % b == 0).unwrap_or(1)
+    (1..=cin.min(8)).rev().find(|b| cin % b == 0).unwrap_or(1)
 }
 
-/// Threads per column of `bwd_k`: one per input element, or per input position and channel
-/// block for a convolution.
-pub fn backward_threads(graph: &Graph, node: &Node) -> usize {
+/// Threads of `bwd_k` for `cols` columns: one per input element and column, or, for a
+/// convolution, per input position, channel block and group of COLUMN_BLOCK columns.
+pub fn backward_threads(graph: &Graph, node: &Node, cols: usize) -> usize {
     let input = graph.node(node.inputs[0]).numel();
     match node.op {
         Op::Conv2d { .. } => {
             let g = conv_window(graph, node);
-            input / channel_block(g.cin)
+            input / channel_block(g.cin) * cols.div_ceil(COLUMN_BLOCK)
         }
-        _ => input,
+        _ => input * cols,
     }
 }
 

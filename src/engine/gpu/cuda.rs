@@ -30,6 +30,8 @@ pub struct CudaDevice {
     slots: Vec<Option<Slice>>,
     free_slots: Vec<usize>,
     name: String,
+    /// Per kernel: launches and seconds, when `UPCC_PROFILE` is set (each launch synchronises).
+    profile: Option<HashMap<String, (usize, f64)>>,
 }
 
 fn device_error(what: &str, e: impl std::fmt::Debug) -> EngineError {
@@ -79,6 +81,7 @@ impl CudaDevice {
             slots: Vec::new(),
             free_slots: Vec::new(),
             name,
+            profile: std::env::var_os("UPCC_PROFILE").map(|_| HashMap::new()),
         })
     }
 
@@ -100,6 +103,35 @@ impl CudaDevice {
         let len = slice.len();
         let addr = slice.device_ptr(&self.stream).0;
         self.put(Slice::Real(slice), addr, len)
+    }
+}
+
+impl CudaDevice {
+    /// Adds a launch's time to the profile (synchronising first), when profiling.
+    fn record(&mut self, kernel: &str, started: std::time::Instant) -> Result<(), EngineError> {
+        let Some(profile) = self.profile.as_mut() else {
+            return Ok(());
+        };
+        self.stream
+            .synchronize()
+            .map_err(|e| device_error(&format!("running `{kernel}`"), e))?;
+        let entry = profile.entry(kernel.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+impl Drop for CudaDevice {
+    fn drop(&mut self) {
+        if let Some(profile) = &self.profile {
+            let mut rows: Vec<_> = profile.iter().collect();
+            rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+            eprintln!("UPCC_PROFILE: kernel, launches, seconds");
+            for (name, (count, secs)) in rows.iter().take(25) {
+                eprintln!("  {name:<16} {count:>7} {secs:>9.3}");
+            }
+        }
     }
 }
 
@@ -152,6 +184,13 @@ impl KernelDevice for CudaDevice {
         Ok(self.real(slice))
     }
 
+    fn alloc_output(&mut self, len: usize) -> Result<DeviceBuffer, EngineError> {
+        // SAFETY: the engine only asks for this when the next kernel writes every element.
+        let slice = unsafe { self.stream.alloc::<f64>(len) }
+            .map_err(|e| device_error(&format!("allocating {len} doubles"), e))?;
+        Ok(self.real(slice))
+    }
+
     fn upload(&mut self, data: &[f64]) -> Result<DeviceBuffer, EngineError> {
         let slice = self
             .stream
@@ -198,6 +237,7 @@ impl KernelDevice for CudaDevice {
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
+        let started = std::time::Instant::now();
         let mut builder = self.stream.launch_builder(f);
         for p in &args.pointers {
             builder.arg(p);
@@ -206,8 +246,8 @@ impl KernelDevice for CudaDevice {
         // SAFETY: every pointer is a live allocation of this device sized by the engine's plan,
         // and the argument list matches the kernel ABI.
         unsafe { builder.launch(config) }
-            .map(|_| ())
-            .map_err(|e| device_error(&format!("launching `{kernel}`"), e))
+            .map_err(|e| device_error(&format!("launching `{kernel}`"), e))?;
+        self.record(kernel, started)
     }
 
     fn gemm_nt(
@@ -233,6 +273,7 @@ impl KernelDevice for CudaDevice {
             return Ok(false);
         };
         let (alpha, beta) = (1.0f64, 0.0f64);
+        let started = std::time::Instant::now();
         // SAFETY: a, b, c are live device allocations of at least lda·k, ldb·k and ldc·n doubles.
         unsafe {
             blas_result::dgemm(
@@ -253,6 +294,7 @@ impl KernelDevice for CudaDevice {
             )
         }
         .map_err(|e| device_error("cuBLAS dgemm", e))?;
+        self.record("cublas_dgemm", started)?;
         Ok(true)
     }
 }

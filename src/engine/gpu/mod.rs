@@ -70,6 +70,10 @@ pub trait KernelDevice {
     /// Compiles and loads one source; returns the module's handle.
     fn load(&mut self, source: &KernelSource) -> Result<usize, EngineError>;
     fn alloc(&mut self, len: usize) -> Result<DeviceBuffer, EngineError>;
+    /// A buffer that the next launch overwrites in full; devices may skip the zero fill.
+    fn alloc_output(&mut self, len: usize) -> Result<DeviceBuffer, EngineError> {
+        self.alloc(len)
+    }
     fn upload(&mut self, data: &[f64]) -> Result<DeviceBuffer, EngineError>;
     fn upload_index(&mut self, data: &[i64]) -> Result<DeviceBuffer, EngineError>;
     fn download(&mut self, buffer: &DeviceBuffer) -> Result<Vec<f64>, EngineError>;

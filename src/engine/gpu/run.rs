@@ -194,6 +194,12 @@ impl<D: KernelDevice> Run<'_, D> {
         Ok(self.keep(b))
     }
 
+    /// A buffer the next kernel writes in full (not zero-filled).
+    fn alloc_output(&mut self, len: usize) -> Result<Buf, EngineError> {
+        let b = self.device.alloc_output(len.max(1))?;
+        Ok(self.keep(b))
+    }
+
     fn upload(&mut self, data: &[f64]) -> Result<Buf, EngineError> {
         let b = self.device.upload(data)?;
         Ok(self.keep(b))
@@ -425,7 +431,7 @@ impl<D: KernelDevice> Run<'_, D> {
             let (seed, a) = if self.program.has_jacobian[id] {
                 // Start from the Jacobian rows at the node's input.
                 let input = node.inputs[0].index();
-                let a = self.alloc(self.graph.nodes[input].numel() * r)?;
+                let a = self.alloc_output(self.graph.nodes[input].numel() * r)?;
                 let (w, b) = self.program.params[id];
                 self.launch(
                     &format!("jac_{id}"),
@@ -527,7 +533,7 @@ impl<D: KernelDevice> Run<'_, D> {
                         )?;
                     }
                     let in_len = graph.nodes[input].numel();
-                    let a_in = self.alloc(in_len * r)?;
+                    let a_in = self.alloc_output(in_len * r)?;
                     let by_blas = match &node.op {
                         Op::Linear { weight, .. } => self.device.gemm_nt(
                             r,
@@ -548,7 +554,7 @@ impl<D: KernelDevice> Run<'_, D> {
                             &[a.addr, a_in.addr, 0, w],
                             0,
                             r,
-                            codegen::backward_threads(graph, node) * r,
+                            codegen::backward_threads(graph, node, r),
                         )?;
                     }
                     self.release(a);
