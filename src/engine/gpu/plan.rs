@@ -88,3 +88,45 @@ pub(crate) fn chunks(graph: &Graph, info: &GraphInfo, n: usize, budget: usize) -
         rows: (left / per_row).max(2),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::build::{random_mlp, random_resnet, Rng};
+
+    /// An MLP 6 → 9 → 7 → 4 seeded at the output: the widest moment holds the 7-wide
+    /// functionals and their 9-wide pullback at once.
+    #[test]
+    fn floats_per_row_replays_the_allocation_order() {
+        let mut rng = Rng::new(1);
+        let mlp = random_mlp(&mut rng, 6, &[9, 7], 4);
+        let out = mlp.output.index();
+        assert_eq!(floats_per_row(&mlp, out), 7 + 9 + ROW_VECTORS);
+        // A residual block needs the copy of the functionals at the add on top.
+        let resnet = random_resnet(&mut rng, [3, 8, 8], 4, 3);
+        let widest = resnet.nodes.iter().map(|n| n.numel()).max().unwrap();
+        assert!(floats_per_row(&resnet, resnet.output.index()) >= 2 * widest);
+    }
+
+    /// Chunks keep the planned bytes within the budget and never drop to zero.
+    #[test]
+    fn chunks_fit_the_budget() {
+        let mut rng = Rng::new(2);
+        let g = random_resnet(&mut rng, [3, 8, 8], 4, 3);
+        let info = GraphInfo::new(&g);
+        for budget in [10_000usize, 1 << 20, 1 << 30] {
+            let c = chunks(&g, &info, 1000, budget);
+            assert!(c.samples >= 1 && c.samples <= 1000 && c.rows >= 2);
+            let per_row = 8
+                * (0..g.nodes.len())
+                    .filter(|&id| info.relu_input[id] || id == g.output.index())
+                    .map(|id| floats_per_row(&g, id))
+                    .max()
+                    .unwrap();
+            if c.samples > 1 && c.rows > 2 {
+                let used = c.samples * 8 * floats_per_sample(&g, &info) + c.rows * per_row;
+                assert!(used <= budget, "{used} > {budget}");
+            }
+        }
+    }
+}
