@@ -35,6 +35,9 @@ mod cuda_bench {
     use upcc::ir::Graph;
     use upcc::semantics::check_file;
 
+    /// Name, network, inputs, labels, ε.
+    type Case = (String, Graph, Array2<f64>, Vec<usize>, f64);
+
     struct Args {
         shared: PathBuf,
         out: PathBuf,
@@ -187,7 +190,7 @@ mod cuda_bench {
 
         // 1. Equivalence.
         let mut rng = Rng::new(41);
-        let mut cases: Vec<(String, Graph, Array2<f64>, Vec<usize>, f64)> = Vec::new();
+        let mut cases: Vec<Case> = Vec::new();
         for (name, graph, eps) in [
             ("random_mlp", random_mlp(&mut rng, 20, &[30, 20], 5), 0.1),
             ("random_cnn", random_cnn(&mut rng, [2, 12, 12], 4, 5), 0.03),

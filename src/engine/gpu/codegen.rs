@@ -313,7 +313,10 @@ const COLUMN_BLOCK: usize = 4;
 
 /// Input channels per thread in a conv's transpose: the largest divisor of `cin` up to 8.
 fn channel_block(cin: usize) -> usize {
-    (1..=cin.min(8)).rev().find(|b| cin % b == 0).unwrap_or(1)
+    (1..=cin.min(8))
+        .rev()
+        .find(|b| cin.is_multiple_of(*b))
+        .unwrap_or(1)
 }
 
 /// Threads of `bwd_k` for `cols` columns: one per input element and column, or, for a

@@ -112,7 +112,7 @@ pub enum DeviceChoice {
 pub enum BoundEngine {
     Cpu,
     #[cfg(feature = "cuda")]
-    Cuda(std::sync::Mutex<KernelEngine<cuda::CudaDevice>>),
+    Cuda(Box<std::sync::Mutex<KernelEngine<cuda::CudaDevice>>>),
 }
 
 impl BoundEngine {
@@ -138,8 +138,8 @@ impl BoundEngine {
     #[cfg(feature = "cuda")]
     fn open_cuda() -> Result<BoundEngine, String> {
         match cuda::CudaDevice::open() {
-            Ok(device) => Ok(BoundEngine::Cuda(std::sync::Mutex::new(KernelEngine::new(
-                device,
+            Ok(device) => Ok(BoundEngine::Cuda(Box::new(std::sync::Mutex::new(
+                KernelEngine::new(device),
             )))),
             Err(e) => Err(match e {
                 EngineError::Device(m) => m,

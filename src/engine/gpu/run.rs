@@ -378,11 +378,11 @@ impl<D: KernelDevice> Run<'_, D> {
                 bounds: vec![None; graph.nodes.len()],
             })
             .collect();
-        for id in 0..graph.nodes.len() {
+        for (id, bound) in bounds.iter().enumerate() {
             if !(self.info.relu_input[id] || id == graph.output.index()) {
                 continue;
             }
-            let (l, u) = bounds[id].expect("live node bounded");
+            let (l, u) = bound.expect("live node bounded");
             let (lv, uv) = (self.download(l)?, self.download(u)?);
             let name = &graph.nodes[id].name;
             if lv.iter().chain(&uv).any(|v| !v.is_finite()) {
@@ -605,7 +605,7 @@ impl<D: KernelDevice> Run<'_, D> {
         let lo = self.upload(&delta.lo.to_vec())?;
         let hi = self.upload(&delta.hi.to_vec())?;
         let mut bounds: Bounds = vec![None; graph.nodes.len()];
-        for id in 0..graph.nodes.len() {
+        for (id, bound) in bounds.iter_mut().enumerate() {
             if !self.info.relu_input[id] {
                 continue;
             }
@@ -618,7 +618,7 @@ impl<D: KernelDevice> Run<'_, D> {
                     uv[n * ns + c] = u[n];
                 }
             }
-            bounds[id] = Some((self.upload(&lv)?, self.upload(&uv)?));
+            *bound = Some((self.upload(&lv)?, self.upload(&uv)?));
         }
         // Rows: (sample column, label, other class).
         let all: Vec<(usize, usize, usize)> = chunk
