@@ -139,22 +139,11 @@ fn forward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node, abs: 
             let g = conv_window(graph, node);
             let init = if abs { "0.0" } else { "p4[o]" };
             format!(
-                "    long long c = t % cols, f = t / cols;\n    long long ox = f % {wo}, oy = (f / {wo}) % {ho}, o = f / {pos};\n    \
-                 double s = {init};\n    for (long long ci = 0; ci < {cin}; ++ci)\n    \
-                 for (long long ky = 0; ky < {kh}; ++ky) {{\n        long long iy = oy * {sh} - {ph} + ky;\n        \
-                 if (iy < 0 || iy >= {h}) continue;\n        for (long long kx = 0; kx < {kw}; ++kx) {{\n            \
-                 long long ix = ox * {sw} - {pw} + kx;\n            if (ix < 0 || ix >= {wd}) continue;\n            \
+                "{head}    double s = {init};\n    for (long long ci = 0; ci < {cin}; ++ci)\n{loops}\
                  s += {wexpr} * p0[((ci * {h} + iy) * {wd} + ix) * cols + c];\n        }}\n    }}\n    p2[t] = s;\n",
-                wo = g.wo,
-                ho = g.ho,
-                pos = g.positions(),
+                head = window_scan_head(&g, "o"),
+                loops = window_scan_loops(&g),
                 cin = g.cin,
-                kh = g.kh,
-                kw = g.kw,
-                sh = g.sh,
-                sw = g.sw,
-                ph = g.ph,
-                pw = g.pw,
                 h = g.h,
                 wd = g.w,
                 wexpr = w(&format!("p3[((o * {} + ci) * {} + ky) * {} + kx]", g.cin, g.kh, g.kw)),
@@ -172,20 +161,9 @@ fn forward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node, abs: 
         Op::AvgPool { .. } => {
             let g = conv_window(graph, node);
             format!(
-                "    long long c = t % cols, f = t / cols;\n    long long ox = f % {wo}, oy = (f / {wo}) % {ho}, ch = f / {pos};\n    \
-                 double s = 0.0;\n    for (long long ky = 0; ky < {kh}; ++ky) {{\n        long long iy = oy * {sh} - {ph} + ky;\n        \
-                 if (iy < 0 || iy >= {h}) continue;\n        for (long long kx = 0; kx < {kw}; ++kx) {{\n            \
-                 long long ix = ox * {sw} - {pw} + kx;\n            if (ix < 0 || ix >= {wd}) continue;\n            \
-                 s += p0[((ch * {h} + iy) * {wd} + ix) * cols + c];\n        }}\n    }}\n    p2[t] = s / {div}.0;\n",
-                wo = g.wo,
-                ho = g.ho,
-                pos = g.positions(),
-                kh = g.kh,
-                kw = g.kw,
-                sh = g.sh,
-                sw = g.sw,
-                ph = g.ph,
-                pw = g.pw,
+                "{head}    double s = 0.0;\n{loops}s += p0[((ch * {h} + iy) * {wd} + ix) * cols + c];\n        }}\n    }}\n    p2[t] = s / {div}.0;\n",
+                head = window_scan_head(&g, "ch"),
+                loops = window_scan_loops(&g),
                 h = g.h,
                 wd = g.w,
                 div = g.kh * g.kw,
@@ -195,6 +173,34 @@ fn forward_kernel(out: &mut String, graph: &Graph, id: usize, node: &Node, abs: 
     };
     writeln!(out, "\nUPCC_KERNEL({name}) {{\n    UPCC_THREAD\n{body}}}").expect("write");
     true
+}
+
+/// Decodes thread t into (output channel, output row, output column, column c).
+fn window_scan_head(g: &Window, channel: &str) -> String {
+    format!(
+        "    long long c = t % cols, f = t / cols;\n    long long ox = f % {wo}, oy = (f / {wo}) % {ho}, {channel} = f / {pos};\n",
+        wo = g.wo,
+        ho = g.ho,
+        pos = g.positions(),
+    )
+}
+
+/// Loops over the kernel taps of output (oy, ox) that fall inside the input, binding (iy, ix);
+/// leaves two blocks open for the caller's statement.
+fn window_scan_loops(g: &Window) -> String {
+    format!(
+        "    for (long long ky = 0; ky < {kh}; ++ky) {{\n        long long iy = oy * {sh} - {ph} + ky;\n        \
+         if (iy < 0 || iy >= {h}) continue;\n        for (long long kx = 0; kx < {kw}; ++kx) {{\n            \
+         long long ix = ox * {sw} - {pw} + kx;\n            if (ix < 0 || ix >= {w}) continue;\n            ",
+        kh = g.kh,
+        kw = g.kw,
+        sh = g.sh,
+        sw = g.sw,
+        ph = g.ph,
+        pw = g.pw,
+        h = g.h,
+        w = g.w,
+    )
 }
 
 /// The transpose of an affine node on functionals: p0 A_out [out][cols] -> p1 A_in [in][cols];

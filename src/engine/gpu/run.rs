@@ -447,23 +447,8 @@ impl<D: KernelDevice> Run<'_, D> {
                 (id, a)
             };
             let a_in = self.back_substitute(seed, a, (bias, mag), r, idx.addr, bounds, ns)?;
-            let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
-            self.launch(
-                "concretize",
-                &[
-                    a_in.addr,
-                    bias.addr,
-                    mag.addr,
-                    x0.addr,
-                    lo.addr,
-                    hi.addr,
-                    at_zero.addr,
-                    lower.addr,
-                ],
-                idx.addr,
-                ns,
-                r,
-            )?;
+            let (at_zero, lower) =
+                self.concretize((a_in, bias, mag), (x0, lo, hi), idx.addr, ns, r)?;
             self.launch(
                 "tighten",
                 &[lower.addr, l.addr, u.addr, sign.addr],
@@ -568,6 +553,36 @@ impl<D: KernelDevice> Run<'_, D> {
         }
     }
 
+    /// Per row: the value at δ = 0 and the minimum over the box of `a·δ + a·x0 + bias`, each
+    /// moved down by the rounding margin.
+    fn concretize(
+        &mut self,
+        (a, bias, mag): (Buf, Buf, Buf),
+        (x0, lo, hi): (Buf, Buf, Buf),
+        idx: u64,
+        ns: usize,
+        r: usize,
+    ) -> Result<(Buf, Buf), EngineError> {
+        let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
+        self.launch(
+            "concretize",
+            &[
+                a.addr,
+                bias.addr,
+                mag.addr,
+                x0.addr,
+                lo.addr,
+                hi.addr,
+                at_zero.addr,
+                lower.addr,
+            ],
+            idx,
+            ns,
+            r,
+        )?;
+        Ok((at_zero, lower))
+    }
+
     /// Adds functionals `a` into the pending slot of node `input`.
     fn settle(
         &mut self,
@@ -660,23 +675,8 @@ impl<D: KernelDevice> Run<'_, D> {
                 &bounds,
                 ns,
             )?;
-            let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
-            self.launch(
-                "concretize",
-                &[
-                    a_in.addr,
-                    bias.addr,
-                    mag.addr,
-                    x0.addr,
-                    lo.addr,
-                    hi.addr,
-                    at_zero.addr,
-                    lower.addr,
-                ],
-                idx.addr,
-                ns,
-                r,
-            )?;
+            let (at_zero, lower) =
+                self.concretize((a_in, bias, mag), (x0, lo, hi), idx.addr, ns, r)?;
             let (av, bv, lv) = (
                 self.download(a_in)?,
                 self.download(at_zero)?,
