@@ -447,8 +447,7 @@ impl<D: KernelDevice> Run<'_, D> {
                 (id, a)
             };
             let a_in = self.back_substitute(seed, a, (bias, mag), r, idx.addr, bounds, ns)?;
-            let (at_zero, lower) =
-                self.concretize((a_in, bias, mag), (x0, lo, hi), idx.addr, ns, r)?;
+            let (_, lower) = self.concretize((a_in, bias, mag), (x0, lo, hi), idx.addr, ns, r)?;
             self.launch(
                 "tighten",
                 &[lower.addr, l.addr, u.addr, sign.addr],
