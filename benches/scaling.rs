@@ -6,7 +6,9 @@
 //!
 //! cargo bench --bench scaling -- [--models conv_small_natural,resnet_2b] [--n 10,100]
 //!     [--reference .venv-lirpa/bin/python] [--reference-max-n 100] [--solver microlp|highs]
-//!     [--time-limit 60] [--timeout 900]
+//!     [--time-limit 60] [--timeout 900] [--device cpu|cuda|auto]
+//!
+//! `--device` picks the bound engine of every upcc run (`cuda` needs `--features cuda` and a GPU).
 //!
 //! Writes `target/bench-scaling/results.json`, `table.md`, `scaling_n.svg` and `scaling_eps.svg`, and
 //! prints the table. `--replot results.json` redraws the plots from a saved run.
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use upcc::attacks::AttackOptions;
 use upcc::driver::process::{cpu_seconds, peak_rss_mb};
 use upcc::driver::verify::{verify, VerifyOptions};
+use upcc::engine::gpu::{BoundEngine, DeviceChoice};
 use upcc::engine::linop::GEMM_FLOPS;
 use upcc::engine::BoundCache;
 use upcc::semantics::check_file;
@@ -160,8 +163,15 @@ fn run_child(model: &Model, n: usize, solver: &str, time_limit: u64) -> Result<(
     let (_, checked) = check_file(&path);
     let program = checked.map_err(|d| format!("{:?}", d.items))?;
     let check_seconds = start.elapsed().as_secs_f64();
+    let device = match std::env::var("UPCC_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => DeviceChoice::Cuda,
+        Ok("auto") => DeviceChoice::Auto,
+        _ => DeviceChoice::Cpu,
+    };
+    let (engine, _) = BoundEngine::open(device)?;
+    let device_name = engine.describe();
     let options = VerifyOptions {
-        engine: upcc::engine::gpu::BoundEngine::Cpu,
+        engine,
         cache: BoundCache::in_memory(),
         progress: false,
         attack: AttackOptions::default(),
@@ -176,6 +186,7 @@ fn run_child(model: &Model, n: usize, solver: &str, time_limit: u64) -> Result<(
         "model": model.name,
         "n": n,
         "solver": solver,
+        "device": device_name,
         "check_seconds": check_seconds,
         "cpu_seconds": cpu,
         "peak_rss_mb": peak_rss_mb(),
@@ -307,6 +318,7 @@ struct Args {
     solver: String,
     time_limit: u64,
     timeout: Duration,
+    device: String,
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
@@ -318,6 +330,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         solver: "microlp".into(),
         time_limit: 60,
         timeout: Duration::from_secs(900),
+        device: "cpu".into(),
     };
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -351,6 +364,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 args.timeout =
                     Duration::from_secs(value()?.parse().map_err(|_| "bad timeout".to_string())?)
             }
+            "--device" => args.device = value()?,
             "--bench" => {}
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -435,6 +449,7 @@ fn main() {
                 &args.solver,
                 &args.time_limit.to_string(),
             ]);
+            command.env("UPCC_BENCH_DEVICE", &args.device);
             let wall = Instant::now();
             let ours = run_with_timeout(command, args.timeout)
                 .and_then(|out| result_line(&out).ok_or("no RESULT line".into()));
