@@ -11,17 +11,17 @@
 //! Writes `kernels.json` and `kernels.md` to `--out` (default `target/bench-kernels`). Exits 1 if
 //! any bound disagrees. Without the `cuda` feature it only says so.
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "cuda-backend"))]
 fn main() {
     println!("kernels bench: built without the `cuda` feature; nothing to run");
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-backend")]
 fn main() {
     cuda_bench::main();
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-backend")]
 mod cuda_bench {
     use ndarray::Array2;
     use serde_json::json;

@@ -24,7 +24,7 @@
 //! back-substitution. Samples and rows are chunked so the peak stays within the device's budget.
 
 pub mod codegen;
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-backend")]
 pub mod cuda;
 pub mod plan;
 mod run;
@@ -111,7 +111,7 @@ pub enum DeviceChoice {
 /// The engine a run computes its bounds with.
 pub enum BoundEngine {
     Cpu,
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "cuda-backend")]
     Cuda(Box<std::sync::Mutex<KernelEngine<cuda::CudaDevice>>>),
 }
 
@@ -135,7 +135,7 @@ impl BoundEngine {
         }
     }
 
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "cuda-backend")]
     fn open_cuda() -> Result<BoundEngine, String> {
         match cuda::CudaDevice::open() {
             Ok(device) => Ok(BoundEngine::Cuda(Box::new(std::sync::Mutex::new(
@@ -148,7 +148,7 @@ impl BoundEngine {
         }
     }
 
-    #[cfg(not(feature = "cuda"))]
+    #[cfg(not(feature = "cuda-backend"))]
     fn open_cuda() -> Result<BoundEngine, String> {
         Err(
             "no CUDA device or driver can be used: this upcc was built without the `cuda` \
@@ -161,7 +161,7 @@ impl BoundEngine {
     pub fn describe(&self) -> String {
         match self {
             BoundEngine::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "cuda-backend")]
             BoundEngine::Cuda(engine) => engine.lock().expect("engine lock").device.describe(),
         }
     }
@@ -180,7 +180,7 @@ impl BoundEngine {
             BoundEngine::Cpu => {
                 super::cpu::margin_bounds_cached(graph, inputs, labels, delta, method, cache)
             }
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "cuda-backend")]
             BoundEngine::Cuda(engine) => {
                 let mut engine = engine.lock().expect("engine lock");
                 margin_bounds_on(&mut engine, graph, inputs, labels, delta, method, cache)
