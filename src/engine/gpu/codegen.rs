@@ -332,10 +332,15 @@ pub fn backward_threads(graph: &Graph, node: &Node, cols: usize) -> usize {
     match node.op {
         Op::Conv2d { .. } => {
             let g = conv_window(graph, node);
-            input / channel_block(g.cin) * cols.div_ceil(COLUMN_BLOCK)
+            conv_transpose_threads(g.cin, g.h * g.w, cols)
         }
         _ => input * cols,
     }
+}
+
+/// Threads of a conv transpose (dense or windowed) over `positions` input positions.
+pub fn conv_transpose_threads(cin: usize, positions: usize, cols: usize) -> usize {
+    cin / channel_block(cin) * positions * cols.div_ceil(COLUMN_BLOCK)
 }
 
 /// Decodes thread t into (channel, input row, input column, column c).
@@ -403,13 +408,206 @@ fn relu_kernel(out: &mut String, id: usize, node: &Node) {
     .expect("write");
 }
 
+/// Reads node `k`'s window from the geometry table at the start of `idx`.
+fn rect(k: usize, names: [&str; 4]) -> String {
+    format!(
+        "    long long {} = idx[{b}], {} = idx[{b} + 1], {} = idx[{b} + 2], {} = idx[{b} + 3];\n",
+        names[0],
+        names[1],
+        names[2],
+        names[3],
+        b = 4 * k
+    )
+}
+
+/// The windowed kernels of a chain node (see [`super::window`]); `cols` is the number of rows
+/// R, `idx` the geometry table, then `idx[UPCC_G]` sample columns, `rs = idx + UPCC_G + 1` the
+/// row → sample list and `rs + R` the row → neuron list.
+fn window_kernels(out: &mut String, graph: &Graph, id: usize, node: &Node) -> Vec<String> {
+    let rows = "    const long long* rs = idx + UPCC_G + 1;\n";
+    let mut names = Vec::new();
+    let mut emit = |out: &mut String, name: String, body: String| {
+        writeln!(out, "\nUPCC_KERNEL({name}) {{\n    UPCC_THREAD\n{body}}}").expect("write");
+        names.push(name);
+    };
+    match &node.op {
+        Op::Relu => {
+            let (c, h, w) = (node.shape[0], node.shape[1], node.shape[2]);
+            // Thread per row; p0 A [C][hh][ww][R], p1/p2 bounds of the input [C·H·W][ns].
+            emit(
+                out,
+                format!("wrelu_{id}"),
+                format!(
+                    "{rect}{rows}    long long ns = idx[UPCC_G], s = rs[t], f = 0;\n    double b = 0.0, m = 0.0;\n    \
+                     for (long long c = 0; c < {c}; ++c)\n    for (long long yy = 0; yy < hh; ++yy) {{\n        \
+                     long long base = (c * {h} + y0 + yy) * {w} + x0;\n        \
+                     for (long long xx = 0; xx < ww; ++xx, ++f) {{\n            \
+                     double l = p1[(base + xx) * ns + s], u = p2[(base + xx) * ns + s];\n            \
+                     double a = p0[f * total + t];\n            if (u <= 0.0) a = 0.0;\n            else if (l < 0.0) {{\n                \
+                     if (a >= 0.0) a = (u > -l) ? a : 0.0;\n                else {{\n                    double slope = u / (u - l);\n                    \
+                     double term = a * (-l * slope);\n                    b += term;\n                    m -= term;\n                    a = a * slope;\n                }}\n            }}\n            \
+                     p0[f * total + t] = a;\n        }}\n    }}\n    p3[t] += b;\n    p4[t] += m;\n",
+                    rect = rect(id, ["y0", "x0", "hh", "ww"]),
+                ),
+            );
+        }
+        Op::Conv2d { .. } => {
+            let input = node.inputs[0].index();
+            let g = conv_window(graph, node);
+            let cout = node.shape[0];
+            let block = channel_block(g.cin);
+            // Jacobian rows of the neurons (one position) over the input's window.
+            emit(
+                out,
+                format!("wjac_{id}"),
+                format!(
+                    "{rect}{rows}    long long r = t % cols, fin = t / cols, n = rs[cols + r];\n    \
+                     long long o = n / {pos}, oy = (n / {wo}) % {ho}, ox = n % {wo};\n    \
+                     long long ci = fin / (ihh * iww), iy = iy0 + (fin / iww) % ihh, ix = ix0 + fin % iww;\n    \
+                     long long ky = iy - oy * {sh} + {ph}, kx = ix - ox * {sw} + {pw};\n    double v = 0.0;\n    \
+                     if (ky >= 0 && ky < {kh} && kx >= 0 && kx < {kw}) v = p1[r] * p3[((o * {cin} + ci) * {kh} + ky) * {kw} + kx];\n    \
+                     p0[t] = v;\n    if (fin == 0) {{\n        p4[r] = p1[r] * p2[o];\n        p5[r] = fabs(p2[o]);\n    }}\n",
+                    rect = rect(input, ["iy0", "ix0", "ihh", "iww"]),
+                    pos = g.positions(),
+                    wo = g.wo,
+                    ho = g.ho,
+                    sh = g.sh,
+                    sw = g.sw,
+                    ph = g.ph,
+                    pw = g.pw,
+                    kh = g.kh,
+                    kw = g.kw,
+                    cin = g.cin,
+                ),
+            );
+            // Transpose over windows: p0 A_out [cout][ohh][oww][R] -> p1 A_in [cin][ihh][iww][R].
+            emit(
+                out,
+                format!("wbwd_{id}"),
+                format!(
+                    "{orect}{irect}    long long stride = (cols + {cb} - 1) / {cb};\n    \
+                     long long q = t % stride, f = t / stride;\n    \
+                     long long ixx = f % iww, iyy = (f / iww) % ihh, cb = f / (ihh * iww);\n    \
+                     long long iy = iy0 + iyy, ix = ix0 + ixx;\n    double s[{block}][{cb}];\n    \
+                     for (int j = 0; j < {block}; ++j) for (int k = 0; k < {cb}; ++k) s[j][k] = 0.0;\n    \
+                     for (long long ky = 0; ky < {kh}; ++ky) {{\n        long long ny = iy + {ph} - ky;\n        \
+                     if (ny < 0 || ny % {sh} != 0) continue;\n        long long oy = ny / {sh};\n        \
+                     if (oy < oy0 || oy >= oy0 + ohh) continue;\n        \
+                     for (long long kx = 0; kx < {kw}; ++kx) {{\n            long long nx = ix + {pw} - kx;\n            \
+                     if (nx < 0 || nx % {sw} != 0) continue;\n            long long ox = nx / {sw};\n            \
+                     if (ox < ox0 || ox >= ox0 + oww) continue;\n            \
+                     for (long long o = 0; o < {cout}; ++o) {{\n                \
+                     const double* ap = p0 + ((o * ohh + oy - oy0) * oww + ox - ox0) * cols;\n                \
+                     double a[{cb}];\n                \
+                     for (int k = 0; k < {cb}; ++k) {{ long long c = q + k * stride; a[k] = c < cols ? ap[c] : 0.0; }}\n                \
+                     const double* w = p3 + ((o * {cin} + cb * {block}) * {kh} + ky) * {kw} + kx;\n                \
+                     #pragma unroll\n                for (int j = 0; j < {block}; ++j) {{\n                    double wj = w[j * {taps}];\n                    \
+                     #pragma unroll\n                    for (int k = 0; k < {cb}; ++k) s[j][k] += wj * a[k];\n                }}\n            }}\n        }}\n    }}\n    \
+                     for (int j = 0; j < {block}; ++j)\n        for (int k = 0; k < {cb}; ++k) {{\n            long long c = q + k * stride;\n            \
+                     if (c < cols) p1[(((cb * {block} + j) * ihh + iyy) * iww + ixx) * cols + c] = s[j][k];\n        }}\n",
+                    orect = rect(id, ["oy0", "ox0", "ohh", "oww"]),
+                    irect = rect(input, ["iy0", "ix0", "ihh", "iww"]),
+                    cb = COLUMN_BLOCK,
+                    kh = g.kh,
+                    kw = g.kw,
+                    sh = g.sh,
+                    sw = g.sw,
+                    ph = g.ph,
+                    pw = g.pw,
+                    cin = g.cin,
+                    taps = g.kh * g.kw,
+                ),
+            );
+            window_bias(&mut emit, out, id, cout);
+        }
+        Op::ChannelAffine { scale, .. } => {
+            // Same window in and out: p0 A_out -> p1 A_in, p3 scale.
+            emit(
+                out,
+                format!("wbwd_{id}"),
+                format!(
+                    "{rect}    long long ch = (t / cols) / (hh * ww);\n    p1[t] = p0[t] * p3[ch];\n    (void)y0; (void)x0;\n",
+                    rect = rect(id, ["y0", "x0", "hh", "ww"]),
+                ),
+            );
+            window_bias(&mut emit, out, id, scale.len());
+        }
+        _ => {}
+    }
+    names
+}
+
+/// Constant term over a window, per row t < total: p1 += Σ A·β_channel, p2 += Σ |A·β|;
+/// p0 A [C][hh][ww][R], p3 the per-channel bias or shift.
+fn window_bias(
+    emit: &mut impl FnMut(&mut String, String, String),
+    out: &mut String,
+    id: usize,
+    channels: usize,
+) {
+    emit(
+        out,
+        format!("wbias_{id}"),
+        format!(
+            "{rect}    long long plane = hh * ww;\n    double b = 0.0, m = 0.0;\n    \
+             for (long long c = 0; c < {channels}; ++c) {{\n        double beta = p3[c];\n        \
+             for (long long q = 0; q < plane; ++q) {{\n            double v = p0[(c * plane + q) * total + t] * beta;\n            \
+             b += v;\n            m += fabs(v);\n        }}\n    }}\n    p1[t] += b;\n    p2[t] += m;\n    (void)y0; (void)x0;\n",
+            rect = rect(id, ["y0", "x0", "hh", "ww"]),
+        ),
+    );
+}
+
+/// `concretize` over the input's window (see [`super::window`]).
+fn window_concretize(out: &mut String, graph: &Graph) {
+    let (c, h, w) = (
+        graph.nodes[0].shape[0],
+        graph.nodes[0].shape[1],
+        graph.nodes[0].shape[2],
+    );
+    let safety = format!("{SAFETY_REL:e}");
+    writeln!(
+        out,
+        "\nUPCC_KERNEL(wconcretize) {{\n    UPCC_THREAD\n{rect}    const long long* rs = idx + UPCC_G + 1;\n    \
+         long long ns = idx[UPCC_G], s = rs[t], f = 0;\n    double value = p1[t], slack = 0.0, mag = p2[t];\n    \
+         for (long long ch = 0; ch < {c}; ++ch)\n    for (long long yy = 0; yy < hh; ++yy) {{\n        \
+         long long base = (ch * {h} + y0 + yy) * {w} + x0;\n        \
+         for (long long xx = 0; xx < ww; ++xx, ++f) {{\n            long long n = base + xx;\n            \
+         double a = p0[f * total + t], x = p3[n * ns + s], lo = p4[n], hi = p5[n];\n            \
+         value += a * x;\n            slack += fmin(a * lo, a * hi);\n            \
+         mag += fabs(a) * (fabs(x) + fmax(fabs(lo), fabs(hi)));\n        }}\n    }}\n    \
+         double safety = {safety} * (1.0 + mag + fabs(value));\n    p6[t] = value - safety;\n    p7[t] = value - safety + slack;\n}}",
+        rect = rect(0, ["y0", "x0", "hh", "ww"]),
+    )
+    .expect("write");
+}
+
 /// The kernels of `graph`: the generic ones, then per node `fwd_k`, `fwdabs_k`, `bwd_k`,
 /// `bias_k` (affine nodes with a constant term), `jac_k` (linear and conv) and `relu_k`.
 pub fn emit(graph: &Graph) -> KernelSource {
     let d: usize = graph.input_shape().iter().product();
     let mut source = String::from(PRELUDE);
     writeln!(source, "#define UPCC_D {d}LL").expect("write");
+    writeln!(
+        source,
+        "#define UPCC_G {}LL",
+        super::window::table_len(graph)
+    )
+    .expect("write");
     let mut kernels = generic_kernels(&mut source);
+    let chain = super::window::chain_nodes(graph);
+    if graph
+        .nodes
+        .iter()
+        .enumerate()
+        .any(|(k, _)| super::window::windowed_seed(graph, &chain, k))
+    {
+        window_concretize(&mut source, graph);
+        kernels.push("wconcretize".into());
+        for (id, node) in graph.nodes.iter().enumerate().filter(|(k, _)| chain[*k]) {
+            kernels.extend(window_kernels(&mut source, graph, id, node));
+        }
+    }
     for (id, node) in graph.nodes.iter().enumerate() {
         if let Op::Relu = node.op {
             relu_kernel(&mut source, id, node);

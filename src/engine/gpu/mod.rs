@@ -28,6 +28,7 @@ pub mod codegen;
 pub mod cuda;
 pub mod plan;
 mod run;
+pub mod window;
 
 pub use run::{margin_bounds_on, KernelEngine};
 

@@ -2,6 +2,7 @@
 
 use super::codegen;
 use super::plan;
+use super::window;
 use super::{DeviceBuffer, KernelDevice, LaunchArgs};
 use crate::engine::cache::{graph_hash, BoundCache, CacheKey, Intermediate};
 use crate::engine::cpu::{check_request, sample_margins, GraphInfo};
@@ -21,6 +22,8 @@ struct Program {
     has_bias: Vec<bool>,
     /// Nodes whose kernel source has a `jac_k`.
     has_jacobian: Vec<bool>,
+    /// Nodes on a windowable chain (see [`window`]).
+    chain: Vec<bool>,
 }
 
 /// A device plus the programs loaded on it, one per distinct graph.
@@ -79,6 +82,7 @@ impl<D: KernelDevice> KernelEngine<D> {
                 params,
                 has_bias,
                 has_jacobian,
+                chain: window::chain_nodes(graph),
             },
         );
         Ok(key)
@@ -415,6 +419,23 @@ impl<D: KernelDevice> Run<'_, D> {
             .map(|(s, k)| (s as i64, k as i64))
             .collect();
         let mark = self.live.len();
+        if window::windowed_seed(self.graph, &self.program.chain, id) {
+            // One pass per spatial position, over that position's receptive fields only.
+            let plane = self.graph.nodes[id].shape[1] * self.graph.nodes[id].shape[2];
+            let mut by_position: Vec<Vec<(i64, i64)>> = vec![Vec::new(); plane];
+            for &(s, k) in &unstable {
+                by_position[k as usize % plane].push((s, k));
+            }
+            for (pos, pairs) in by_position.iter().enumerate() {
+                for group in pairs.chunks((rows / 2).max(1)) {
+                    self.refine_window(id, pos, group, bounds, (x0, lo, hi), ns)?;
+                    for slot in mark..self.live.len() {
+                        self.release(Buf { slot, addr: 0 });
+                    }
+                }
+            }
+            return Ok(());
+        }
         for group in unstable.chunks((rows / 2).max(1)) {
             let r = 2 * group.len();
             // Rows 0..m bound each neuron from below, rows m..2m its negation.
@@ -460,6 +481,114 @@ impl<D: KernelDevice> Run<'_, D> {
             }
         }
         Ok(())
+    }
+
+    /// [`Run::refine`] for the neurons `group` (sample, neuron) at spatial position `pos` of the
+    /// conv node `id`, over windows (see [`window`]).
+    fn refine_window(
+        &mut self,
+        id: usize,
+        pos: usize,
+        group: &[(i64, i64)],
+        bounds: &Bounds,
+        (x0, lo, hi): (Buf, Buf, Buf),
+        ns: usize,
+    ) -> Result<(), EngineError> {
+        let graph = self.graph;
+        let r = 2 * group.len();
+        let geometry = window::geometry(graph, id, pos);
+        let table = geometry.len();
+        // Rows 0..m bound each neuron from below, rows m..2m its negation.
+        let mut index = geometry.clone();
+        index.push(ns as i64);
+        index.extend(group.iter().chain(group).map(|p| p.0));
+        index.extend(group.iter().chain(group).map(|p| p.1));
+        let sign: Vec<f64> = (0..r)
+            .map(|t| if t < group.len() { 1.0 } else { -1.0 })
+            .collect();
+        let idx = self.upload_index(&index)?;
+        let sign = self.upload(&sign)?;
+        let (bias, mag) = (self.alloc(r)?, self.alloc(r)?);
+        let positions = |k: usize| (geometry[4 * k + 2] * geometry[4 * k + 3]) as usize;
+        let window_len = |k: usize| graph.nodes[k].shape[0] * positions(k);
+        let input = graph.nodes[id].inputs[0].index();
+        let (w, b) = self.program.params[id];
+        let mut a = self.alloc_output(window_len(input) * r)?;
+        self.launch(
+            &format!("wjac_{id}"),
+            &[a.addr, sign.addr, b, w, bias.addr, mag.addr],
+            idx.addr,
+            r,
+            window_len(input) * r,
+        )?;
+        let mut k = input;
+        while k != 0 {
+            let node = &graph.nodes[k];
+            let below = node.inputs[0].index();
+            if let Op::Relu = node.op {
+                let (l, u) = bounds[below].expect("pre-activation bounds");
+                self.launch(
+                    &format!("wrelu_{k}"),
+                    &[a.addr, l.addr, u.addr, bias.addr, mag.addr],
+                    idx.addr,
+                    r,
+                    r,
+                )?;
+            } else {
+                let (w, b) = self.program.params[k];
+                self.launch(
+                    &format!("wbias_{k}"),
+                    &[a.addr, bias.addr, mag.addr, b],
+                    idx.addr,
+                    r,
+                    r,
+                )?;
+                let a_in = self.alloc_output(window_len(below) * r)?;
+                let threads = match node.op {
+                    Op::Conv2d { .. } => codegen::conv_transpose_threads(
+                        graph.nodes[below].shape[0],
+                        positions(below),
+                        r,
+                    ),
+                    _ => window_len(below) * r,
+                };
+                self.launch(
+                    &format!("wbwd_{k}"),
+                    &[a.addr, a_in.addr, 0, w],
+                    idx.addr,
+                    r,
+                    threads,
+                )?;
+                self.release(a);
+                a = a_in;
+            }
+            k = below;
+        }
+        let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
+        self.launch(
+            "wconcretize",
+            &[
+                a.addr,
+                bias.addr,
+                mag.addr,
+                x0.addr,
+                lo.addr,
+                hi.addr,
+                at_zero.addr,
+                lower.addr,
+            ],
+            idx.addr,
+            r,
+            r,
+        )?;
+        let (l, u) = bounds[id].expect("bounded");
+        self.launch(
+            "tighten",
+            &[lower.addr, l.addr, u.addr, sign.addr],
+            idx.addr + 8 * (table as u64 + 1),
+            ns,
+            r,
+        )
     }
 
     /// Pulls functionals `a` (`[numel(seed)][r]`) back to the input through relaxed ReLUs
