@@ -380,3 +380,39 @@ fn emitted_source_snapshot() {
     let emitted = codegen::emit(&resnet);
     insta::assert_snapshot!("emitted_resnet_kernel_names", emitted.kernels.join("\n"));
 }
+
+/// Conv-big (natural, 2 digits, 4/255) through the host-compiled kernels against the CPU engine;
+/// slow (about 90 s in release), so run by hand:
+/// `cargo test --release --test gpu_kernels conv_big -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn emitted_kernels_match_the_cpu_engine_on_conv_big() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let spec = format!(
+        "use std::nets::conv_big\nnetwork net = conv_big() weights \"{}\"\n\
+         dataset digits = npz(\"{}\") | scale 1/255\n",
+        root.join("models/mnist/conv_big_natural.safetensors")
+            .display(),
+        root.join("data/mnist/heldout.npz").display()
+    );
+    let Some((graph, x)) = from_spec("conv_big", &spec, 2) else {
+        return;
+    };
+    let labels = predicted(&graph, &x);
+    let delta = DeltaBox::linf(784, 4.0 / 255.0);
+    let mut engine = KernelEngine::new(HostDevice::new(1 << 30));
+    let start = std::time::Instant::now();
+    let ours = margin_bounds_on(
+        &mut engine,
+        &graph,
+        x.view(),
+        &labels,
+        &delta,
+        &BoundMethod::Crown,
+        &BoundCache::disabled(),
+    )
+    .unwrap();
+    println!("host kernels: {:.1} s", start.elapsed().as_secs_f64());
+    let cpu = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
+    assert_agree(&ours, &cpu, "conv_big");
+}
