@@ -1,13 +1,14 @@
 //! The kernel back end: bound propagation as kernels emitted from the IR, run on a
-//! [`KernelDevice`]. The CUDA device (feature `cuda`) compiles them with NVRTC; tests compile the
+//! [`KernelDevice`]. The CUDA device (feature `cuda` or `cuda-12`) compiles them with NVRTC; tests compile the
 //! same source for the host through `host_shim.h` and check it against the CPU engine, which is
 //! the oracle.
 //!
 //! # What runs on the device
 //! IBP for every node, CROWN intermediate bounds (one row per IBP-unstable neuron and sign,
-//! batched over neurons and samples), ReLU relaxation, batched back-substitution (linear through
-//! cuBLAS where the device has it, convolutions transposed), concretisation, and the final CROWN
-//! margin pass. α-CROWN's slope optimisation runs on the CPU from the device's intermediate bounds.
+//! batched over neurons and samples; rows seeded at one position of a conv are pulled back over
+//! its receptive-field windows, see [`window`]), ReLU relaxation, batched back-substitution
+//! (linear through cuBLAS where the device has it, convolutions transposed), concretisation, and
+//! the final CROWN margin pass. α-CROWN's slope optimisation runs on the CPU from the device's intermediate bounds.
 //! Arithmetic is f64 with the CPU engine's rounding margins ([`crate::engine::cpu::SAFETY_REL`]),
 //! so the results agree with the CPU engine to rounding, and every bound stays sound.
 //!
