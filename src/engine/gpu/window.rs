@@ -64,3 +64,81 @@ pub fn geometry(graph: &Graph, seed: usize, pos: usize) -> Vec<i64> {
         k = node.inputs[0].index();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::build::{conv_small, random_cnn, random_resnet, Rng};
+
+    /// Each node's window is exactly the bounding box of the positions the seed can reach,
+    /// found here by following every kernel tap by brute force.
+    #[test]
+    fn windows_are_the_reachable_bounding_boxes() {
+        let mut rng = Rng::new(4);
+        let g = conv_small(&mut rng);
+        let chain = chain_nodes(&g);
+        let seed = (0..g.nodes.len())
+            .rev()
+            .find(|&k| windowed_seed(&g, &chain, k))
+            .expect("conv 2 is a windowed seed");
+        let w = g.nodes[seed].shape[2];
+        for pos in [0, 7, g.nodes[seed].shape[1] * w - 1] {
+            let table = geometry(&g, seed, pos);
+            let mut reach: Vec<(usize, usize)> = vec![(pos / w, pos % w)];
+            let mut k = seed;
+            while k != 0 {
+                let node = &g.nodes[k];
+                let below = node.inputs[0].index();
+                if let Op::Conv2d { .. } = node.op {
+                    let win = conv_window(&g, node);
+                    let mut next = Vec::new();
+                    for &(oy, ox) in &reach {
+                        for ky in 0..win.kh {
+                            for kx in 0..win.kw {
+                                if let Some(p) = win.tap(oy, ox, ky, kx) {
+                                    next.push(p);
+                                }
+                            }
+                        }
+                    }
+                    reach = next;
+                }
+                let y0 = reach.iter().map(|p| p.0).min().unwrap() as i64;
+                let y1 = reach.iter().map(|p| p.0).max().unwrap() as i64 + 1;
+                let x0 = reach.iter().map(|p| p.1).min().unwrap() as i64;
+                let x1 = reach.iter().map(|p| p.1).max().unwrap() as i64 + 1;
+                assert_eq!(
+                    &table[4 * below..4 * below + 4],
+                    &[y0, x0, y1 - y0, x1 - x0],
+                    "node {below} for position {pos}"
+                );
+                k = below;
+            }
+        }
+    }
+
+    /// Dense layers, additions and pooling end a chain; a conv above an addition is no seed.
+    #[test]
+    fn chains_stop_at_non_window_ops() {
+        let mut rng = Rng::new(5);
+        let cnn = random_cnn(&mut rng, [2, 8, 8], 3, 4);
+        let chain = chain_nodes(&cnn);
+        for (k, node) in cnn.nodes.iter().enumerate() {
+            if matches!(
+                node.op,
+                Op::AvgPool { .. } | Op::Linear { .. } | Op::Reshape
+            ) {
+                assert!(!chain[k], "{}", node.name);
+            }
+        }
+        let resnet = random_resnet(&mut rng, [3, 8, 8], 4, 3);
+        let chain = chain_nodes(&resnet);
+        let add = resnet
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, Op::Add))
+            .unwrap();
+        assert!(!chain[add]);
+        assert!((add..resnet.nodes.len()).all(|k| !windowed_seed(&resnet, &chain, k)));
+    }
+}
