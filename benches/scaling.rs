@@ -109,8 +109,14 @@ const MODELS: &[Model] = &[
 
 const ERAN_CIFAR: &str = "external/eran/cifar10_test.csv";
 
+/// The checkout: where the bench was built, else (a binary carried elsewhere) the current folder.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if built.join("models").is_dir() {
+        built
+    } else {
+        std::env::current_dir().expect("a current folder")
+    }
 }
 
 fn shared() -> PathBuf {
