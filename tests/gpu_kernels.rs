@@ -297,6 +297,30 @@ fn emitted_kernels_match_the_cpu_engine_on_shipped_models_and_real_digits() {
     }
 }
 
+/// CROWN alone (the slow models), host kernels against the CPU engine; prints the host time.
+fn crown_agrees(graph: &Graph, x: &Array2<f64>, eps: f64, budget: usize, what: &str) {
+    let labels = predicted(graph, x);
+    let delta = DeltaBox::linf(x.ncols(), eps);
+    let mut engine = KernelEngine::new(HostDevice::new(budget));
+    let start = std::time::Instant::now();
+    let ours = margin_bounds_on(
+        &mut engine,
+        graph,
+        x.view(),
+        &labels,
+        &delta,
+        &BoundMethod::Crown,
+        &BoundCache::disabled(),
+    )
+    .unwrap();
+    println!(
+        "{what}: host kernels {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let cpu = margin_bounds(graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
+    assert_agree(&ours, &cpu, what);
+}
+
 #[test]
 fn emitted_kernels_match_the_cpu_engine_on_resnet_2b() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -316,21 +340,7 @@ fn emitted_kernels_match_the_cpu_engine_on_resnet_2b() {
     let Some((graph, x)) = from_spec("resnet_2b", &spec, 1) else {
         return;
     };
-    let labels = predicted(&graph, &x);
-    let delta = DeltaBox::linf(x.ncols(), 1.0 / 255.0);
-    let cpu = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
-    let mut engine = KernelEngine::new(HostDevice::new(1 << 28));
-    let ours = margin_bounds_on(
-        &mut engine,
-        &graph,
-        x.view(),
-        &labels,
-        &delta,
-        &BoundMethod::Crown,
-        &BoundCache::disabled(),
-    )
-    .unwrap();
-    assert_agree(&ours, &cpu, "resnet_2b");
+    crown_agrees(&graph, &x, 1.0 / 255.0, 1 << 28, "resnet_2b");
 }
 
 /// The kernel engine fills and reuses the same intermediate-bound cache as the CPU engine.
@@ -398,21 +408,5 @@ fn emitted_kernels_match_the_cpu_engine_on_conv_big() {
     let Some((graph, x)) = from_spec("conv_big", &spec, 2) else {
         return;
     };
-    let labels = predicted(&graph, &x);
-    let delta = DeltaBox::linf(784, 4.0 / 255.0);
-    let mut engine = KernelEngine::new(HostDevice::new(1 << 30));
-    let start = std::time::Instant::now();
-    let ours = margin_bounds_on(
-        &mut engine,
-        &graph,
-        x.view(),
-        &labels,
-        &delta,
-        &BoundMethod::Crown,
-        &BoundCache::disabled(),
-    )
-    .unwrap();
-    println!("host kernels: {:.1} s", start.elapsed().as_secs_f64());
-    let cpu = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
-    assert_agree(&ours, &cpu, "conv_big");
+    crown_agrees(&graph, &x, 4.0 / 255.0, 1 << 30, "conv_big");
 }

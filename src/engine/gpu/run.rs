@@ -438,15 +438,7 @@ impl<D: KernelDevice> Run<'_, D> {
         }
         for group in unstable.chunks((rows / 2).max(1)) {
             let r = 2 * group.len();
-            // Rows 0..m bound each neuron from below, rows m..2m its negation.
-            let mut index: Vec<i64> = Vec::with_capacity(2 * r);
-            index.extend(group.iter().chain(group).map(|p| p.0));
-            index.extend(group.iter().chain(group).map(|p| p.1));
-            let sign: Vec<f64> = (0..r)
-                .map(|t| if t < group.len() { 1.0 } else { -1.0 })
-                .collect();
-            let idx = self.upload_index(&index)?;
-            let sign = self.upload(&sign)?;
+            let (idx, sign) = self.upload_signed_rows(Vec::new(), group)?;
             let (bias, mag) = (self.alloc(r)?, self.alloc(r)?);
             let node = &self.graph.nodes[id];
             let (seed, a) = if self.program.has_jacobian[id] {
@@ -483,6 +475,22 @@ impl<D: KernelDevice> Run<'_, D> {
         Ok(())
     }
 
+    /// Uploads the rows of CROWN bounds for the (sample, neuron) pairs `group`: rows 0..m bound
+    /// each neuron from below, rows m..2m its negation. The index buffer is `prefix`, then the
+    /// row → sample list, then the row → neuron list; the sign buffer holds ±1 per row.
+    fn upload_signed_rows(
+        &mut self,
+        mut prefix: Vec<i64>,
+        group: &[(i64, i64)],
+    ) -> Result<(Buf, Buf), EngineError> {
+        prefix.extend(group.iter().chain(group).map(|p| p.0));
+        prefix.extend(group.iter().chain(group).map(|p| p.1));
+        let sign: Vec<f64> = (0..2 * group.len())
+            .map(|t| if t < group.len() { 1.0 } else { -1.0 })
+            .collect();
+        Ok((self.upload_index(&prefix)?, self.upload(&sign)?))
+    }
+
     /// [`Run::refine`] for the neurons `group` (sample, neuron) at spatial position `pos` of the
     /// conv node `id`, over windows (see [`window`]).
     fn refine_window(
@@ -498,16 +506,9 @@ impl<D: KernelDevice> Run<'_, D> {
         let r = 2 * group.len();
         let geometry = window::geometry(graph, id, pos);
         let table = geometry.len();
-        // Rows 0..m bound each neuron from below, rows m..2m its negation.
-        let mut index = geometry.clone();
-        index.push(ns as i64);
-        index.extend(group.iter().chain(group).map(|p| p.0));
-        index.extend(group.iter().chain(group).map(|p| p.1));
-        let sign: Vec<f64> = (0..r)
-            .map(|t| if t < group.len() { 1.0 } else { -1.0 })
-            .collect();
-        let idx = self.upload_index(&index)?;
-        let sign = self.upload(&sign)?;
+        let mut prefix = geometry.clone();
+        prefix.push(ns as i64);
+        let (idx, sign) = self.upload_signed_rows(prefix, group)?;
         let (bias, mag) = (self.alloc(r)?, self.alloc(r)?);
         let positions = |k: usize| (geometry[4 * k + 2] * geometry[4 * k + 3]) as usize;
         let window_len = |k: usize| graph.nodes[k].shape[0] * positions(k);
