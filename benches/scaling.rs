@@ -466,7 +466,11 @@ fn main() {
                 .filter(|_| n <= args.reference_max_n)
                 .map(|python| run_reference(python, model, n, args.time_limit, args.timeout));
             let ours = match ours {
-                Ok(v) => v,
+                Ok(v) => {
+                    // One line per configuration, so a run cut short still leaves its results.
+                    println!("RECORD {v}");
+                    v
+                }
                 Err(e) => {
                     let _ = writeln!(table, "| {} | {n} | all | {e} |", model.name);
                     records.push(json!({"model": model.name, "n": n, "error": e}));

@@ -6,7 +6,7 @@ for lib in libnvrtc.so libcublas.so libcublasLt.so; do
 done
 set -o pipefail
 timeout ${SCALING_LIMIT:-500} .gpu/scaling --models ${MODELS:-conv_big_natural,conv_big_pgd32} --n ${SIZES:-1000} \
-  --device cuda --time-limit 60 --timeout 400 2>&1 | tee "$OUT/scaling.log"
+  --device cuda --solver ${SOLVER:-highs} --time-limit ${MILP_LIMIT:-60} --timeout 400 2>&1 | tee "$OUT/scaling.log"
 rc=$?
 cp target/bench-scaling/results.json target/bench-scaling/table.md "$OUT"/ 2>/dev/null
 exit $rc
