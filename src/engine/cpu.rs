@@ -267,6 +267,9 @@ pub(crate) struct GraphInfo {
     pub exact_ibp: Vec<bool>,
     /// Whether the local-window back-substitution handles this node's neurons.
     pub window: Vec<bool>,
+    /// ReLU inputs with no ReLU downstream of any of their consumers: once CROWN proves a neuron
+    /// here stable from one side, its other bound can change nothing (see [`sample_intermediate`]).
+    pub last_relu_input: Vec<bool>,
 }
 
 impl GraphInfo {
@@ -299,11 +302,28 @@ impl GraphInfo {
                 _ => 2,
             };
         }
+        // Whether some live ReLU lies strictly downstream of each node.
+        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (k, node) in graph.nodes.iter().enumerate() {
+            for i in &node.inputs {
+                consumers[i.index()].push(k);
+            }
+        }
+        let mut relu_below = vec![false; n];
+        for k in (0..n).rev() {
+            relu_below[k] = consumers[k]
+                .iter()
+                .any(|&c| (matches!(graph.nodes[c].op, Op::Relu) && live[c]) || relu_below[c]);
+        }
+        let last_relu_input = (0..n)
+            .map(|k| relu_input[k] && consumers[k].iter().all(|&c| !relu_below[c]))
+            .collect();
         GraphInfo {
             live,
             relu_input,
             exact_ibp: class.iter().map(|&c| c <= 1).collect(),
             window: super::window::window_nodes(graph),
+            last_relu_input,
         }
     }
 }
@@ -522,6 +542,7 @@ pub(crate) fn sample_intermediate(
     let scale = x0.mapv(f64::abs) + delta.lo.mapv(f64::abs) + delta.hi.mapv(f64::abs);
     widen(&mut lo, &mut hi, &scale);
     bounds[0] = Some((lo, hi));
+    let mut center: Option<Vec<Array1<f64>>> = None;
     for id in 1..n {
         if !info.live[id] {
             continue;
@@ -552,14 +573,32 @@ pub(crate) fn sample_intermediate(
                         u[i] = u[i].min(uc[k]);
                     }
                 }
+            } else if info.last_relu_input[id] {
+                // First the bound on the side of zero that the neuron's value at x0 lies on; the
+                // other side only where that left it unstable. A neuron proven stable keeps its
+                // IBP bound on the far side, which only the IBP of later non-ReLU nodes reads
+                // (never used under CROWN), so every relaxation and margin bound is unchanged.
+                let center = center.get_or_insert_with(|| {
+                    forward_all(graph, x0.insert_axis(Axis(0)))
+                        .into_iter()
+                        .map(|v| v.remove_axis(Axis(0)))
+                        .collect::<Vec<_>>()
+                });
+                let first: Vec<(usize, bool)> =
+                    unstable.iter().map(|&i| (i, center[id][i] < 0.0)).collect();
+                tighten_sided(graph, &bounds, id, &first, x0, delta, &mut l, &mut u);
+                let second: Vec<(usize, bool)> = first
+                    .iter()
+                    .filter(|&&(i, _)| l[i] < 0.0 && u[i] > 0.0)
+                    .map(|&(i, upper)| (i, !upper))
+                    .collect();
+                tighten_sided(graph, &bounds, id, &second, x0, delta, &mut l, &mut u);
             } else {
-                for chunk in unstable.chunks(NEURON_CHUNK) {
-                    let (lc, uc) = crown_rows(graph, &bounds, id, chunk, x0, delta);
-                    for (k, &i) in chunk.iter().enumerate() {
-                        l[i] = l[i].max(lc[k]);
-                        u[i] = u[i].min(uc[k]);
-                    }
-                }
+                let both: Vec<(usize, bool)> = unstable
+                    .iter()
+                    .flat_map(|&i| [(i, false), (i, true)])
+                    .collect();
+                tighten_sided(graph, &bounds, id, &both, x0, delta, &mut l, &mut u);
             }
             check_finite(&l, "lower bound", &node.name)?;
             check_finite(&u, "upper bound", &node.name)?;
@@ -576,6 +615,7 @@ pub(crate) fn sample_intermediate(
 }
 
 /// CROWN lower and upper bounds of neurons `idx` of node `id`.
+#[cfg(test)]
 pub(crate) fn crown_rows(
     graph: &Graph,
     bounds: &[Option<Interval>],
@@ -584,9 +624,33 @@ pub(crate) fn crown_rows(
     x0: ArrayView1<f64>,
     delta: &DeltaBox,
 ) -> (Array1<f64>, Array1<f64>) {
-    let node = &graph.nodes[id];
     let m = idx.len();
-    let (seed, a, b) = match linop::jacobian_rows(graph, node, idx) {
+    let sides: Vec<(usize, bool)> = idx
+        .iter()
+        .map(|&i| (i, false))
+        .chain(idx.iter().map(|&i| (i, true)))
+        .collect();
+    let bound = crown_sided(graph, bounds, id, &sides, x0, delta);
+    (
+        bound.slice(s![..m]).to_owned(),
+        bound.slice(s![m..]).to_owned(),
+    )
+}
+
+/// CROWN bounds of neurons of node `id`, one per `(neuron, upper)`: the lower bound, or the
+/// upper bound where `upper`.
+fn crown_sided(
+    graph: &Graph,
+    bounds: &[Option<Interval>],
+    id: usize,
+    sides: &[(usize, bool)],
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+) -> Array1<f64> {
+    let node = &graph.nodes[id];
+    let m = sides.len();
+    let idx: Vec<usize> = sides.iter().map(|&(i, _)| i).collect();
+    let (seed, mut a, mut b) = match linop::jacobian_rows(graph, node, &idx) {
         Some((a, b)) => (node.inputs[0], a, b),
         None => {
             let mut a = Array2::zeros((m, node.numel()));
@@ -596,18 +660,45 @@ pub(crate) fn crown_rows(
             (NodeId(id as u32), a, Array1::zeros(m))
         }
     };
-    // Rows 0..m bound the neuron from below, rows m..2m bound its negation from below.
-    let mut a2 = Array2::zeros((2 * m, a.ncols()));
-    a2.slice_mut(s![..m, ..]).assign(&a);
-    a2.slice_mut(s![m.., ..]).assign(&(-&a));
-    let mut b2 = Array1::zeros(2 * m);
-    b2.slice_mut(s![..m]).assign(&b);
-    b2.slice_mut(s![m..]).assign(&(-&b));
-    let bs = back_substitute(graph, bounds, seed, a2, b2, None, false);
-    let (_, lower) = concretize(&bs, x0, delta);
-    let lo = lower.slice(s![..m]).to_owned();
-    let up = lower.slice(s![m..]).mapv(|t| -t);
-    (lo, up)
+    // An upper bound is minus the lower bound of the negated neuron.
+    for (r, &(_, upper)) in sides.iter().enumerate() {
+        if upper {
+            a.row_mut(r).mapv_inplace(|t| -t);
+            b[r] = -b[r];
+        }
+    }
+    let bs = back_substitute(graph, bounds, seed, a, b, None, false);
+    let (_, mut lower) = concretize(&bs, x0, delta);
+    for (r, &(_, upper)) in sides.iter().enumerate() {
+        if upper {
+            lower[r] = -lower[r];
+        }
+    }
+    lower
+}
+
+/// Intersects `l`/`u` with the CROWN bounds of `sides` (see [`crown_sided`]), in chunks.
+#[allow(clippy::too_many_arguments)]
+fn tighten_sided(
+    graph: &Graph,
+    bounds: &[Option<Interval>],
+    id: usize,
+    sides: &[(usize, bool)],
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+    l: &mut Array1<f64>,
+    u: &mut Array1<f64>,
+) {
+    for chunk in sides.chunks(2 * NEURON_CHUNK) {
+        let bound = crown_sided(graph, bounds, id, chunk, x0, delta);
+        for (&(i, upper), &v) in chunk.iter().zip(&bound) {
+            if upper {
+                u[i] = u[i].min(v);
+            } else {
+                l[i] = l[i].max(v);
+            }
+        }
+    }
 }
 
 fn spec_rows(k: usize, label: usize) -> (Vec<usize>, Array2<f64>) {
@@ -938,7 +1029,96 @@ pub fn margin_bounds_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::build::{random_cnn, random_resnet, Rng};
+    use crate::ir::build::{random_cnn, random_mlp, random_resnet, Rng};
+
+    /// At the last ReLU layer, the one-sided pass changes no relaxation: every neuron keeps its
+    /// stability, unstable neurons keep their bounds bit for bit, stable ones only widen on the
+    /// far side, and CROWN and α-CROWN margin bounds are identical to the two-sided pass's.
+    #[test]
+    fn one_sided_last_relu_layer_matches_two_sided() {
+        let mut rng = Rng::new(21);
+        let graphs = [
+            random_mlp(&mut rng, 12, &[16, 12], 4),
+            random_cnn(&mut rng, [2, 7, 7], 3, 4),
+            random_resnet(&mut rng, [3, 6, 6], 4, 3),
+        ];
+        let methods = [
+            BoundMethod::Crown,
+            BoundMethod::AlphaCrown {
+                iterations: 5,
+                learning_rate: 0.1,
+            },
+        ];
+        let mut skipped = 0;
+        for graph in &graphs {
+            let one_sided = GraphInfo::new(graph);
+            // These graphs end in one dense ReLU layer: only its input is a last ReLU input.
+            let relu_inputs: Vec<usize> = (0..graph.nodes.len())
+                .filter(|&k| one_sided.relu_input[k])
+                .collect();
+            let last: Vec<usize> = (0..graph.nodes.len())
+                .filter(|&k| one_sided.last_relu_input[k])
+                .collect();
+            assert!(relu_inputs.len() >= 2);
+            assert_eq!(last, [*relu_inputs.last().unwrap()]);
+            let mut two_sided = GraphInfo::new(graph);
+            two_sided.last_relu_input.fill(false);
+            let d: usize = graph.input_shape().iter().product();
+            for eps in [0.01, 0.05, 0.2] {
+                for label in 0..2 {
+                    let x0 = Array1::from_shape_fn(d, |_| rng.uniform());
+                    let delta = DeltaBox::linf(d, eps);
+                    let one = sample_intermediate(graph, &one_sided, x0.view(), &delta, true);
+                    let two = sample_intermediate(graph, &two_sided, x0.view(), &delta, true);
+                    let (one, two) = (one.unwrap(), two.unwrap());
+                    for (id, pair) in one.bounds.iter().zip(&two.bounds).enumerate() {
+                        let (Some((l1, u1)), Some((l2, u2))) = pair else {
+                            continue;
+                        };
+                        for i in 0..l1.len() {
+                            // Both contain the exact range; the output's IBP interval may widen.
+                            assert!(l1[i] <= l2[i] && u1[i] >= u2[i], "node {id} #{i}");
+                            if !one_sided.relu_input[id] {
+                                continue;
+                            }
+                            let unstable = l2[i] < 0.0 && u2[i] > 0.0;
+                            assert_eq!(unstable, l1[i] < 0.0 && u1[i] > 0.0, "node {id} #{i}");
+                            assert_eq!(l1[i] >= 0.0, l2[i] >= 0.0, "node {id} #{i}");
+                            if unstable {
+                                assert_eq!((l1[i], u1[i]), (l2[i], u2[i]), "node {id} #{i}");
+                            }
+                            skipped += (l1[i] < l2[i] || u1[i] > u2[i]) as usize;
+                        }
+                    }
+                    for method in &methods {
+                        let m1 = sample_margins(
+                            graph,
+                            &one_sided,
+                            &one,
+                            x0.view(),
+                            label,
+                            &delta,
+                            method,
+                        );
+                        let m2 = sample_margins(
+                            graph,
+                            &two_sided,
+                            &two,
+                            x0.view(),
+                            label,
+                            &delta,
+                            method,
+                        );
+                        let (m1, m2) = (m1.unwrap(), m2.unwrap());
+                        assert_eq!(m1.a, m2.a);
+                        assert_eq!(m1.b, m2.b);
+                        assert_eq!(m1.samplewise_lower, m2.samplewise_lower);
+                    }
+                }
+            }
+        }
+        assert!(skipped > 0, "no far-side bound was skipped");
+    }
 
     /// The tape-based pair gives exactly what `forward` and `vjp` give, across chunk borders,
     /// and a tape from another graph is refused.
