@@ -270,6 +270,8 @@ pub(crate) struct GraphInfo {
     /// ReLU inputs with no ReLU downstream of any of their consumers: once CROWN proves a neuron
     /// here stable from one side, its other bound can change nothing (see [`sample_intermediate`]).
     pub last_relu_input: Vec<bool>,
+    /// Where far-side CROWN bounds may be skipped (tests compare against `Always`).
+    pub far_sides: FarSides,
 }
 
 impl GraphInfo {
@@ -324,6 +326,7 @@ impl GraphInfo {
             exact_ibp: class.iter().map(|&c| c <= 1).collect(),
             window: super::window::window_nodes(graph),
             last_relu_input,
+            far_sides: FarSides::DenseLayers,
         }
     }
 }
@@ -503,7 +506,8 @@ fn views(v: &[Array2<f64>]) -> Vec<ArrayView2<'_, f64>> {
 }
 
 /// IBP through one affine node, from the bounds of its inputs (widened for rounding).
-fn ibp_node(graph: &Graph, id: usize, bounds: &[Option<Interval>]) -> Interval {
+/// IBP of an affine node, with the magnitude its rounding margin was scaled by.
+fn ibp_node(graph: &Graph, id: usize, bounds: &[Option<Interval>]) -> (Interval, Array1<f64>) {
     let node = &graph.nodes[id];
     let mut mids = Vec::new();
     let mut rads = Vec::new();
@@ -523,11 +527,34 @@ fn ibp_node(graph: &Graph, id: usize, bounds: &[Option<Interval>]) -> Interval {
     let mut u = &mid + &rad;
     let mag = &scale + &rad + mid.mapv(f64::abs);
     widen(&mut l, &mut u, &mag);
-    (l, u)
+    ((l, u), mag)
+}
+
+/// Which IBP-unstable neurons may go without their far-side CROWN bound once the bound on the
+/// side of zero their value at x lies on proves them stable. A stable neuron's far-side bound
+/// enters no relaxation; it only feeds the IBP of later nodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum FarSides {
+    /// Both sides of every IBP-unstable neuron (the reference the tests compare with).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Always,
+    /// Skipped only at the last ReLU layer, where no later IBP is read: exact by structure.
+    LastLayer,
+    /// Also skipped at dense ReLU layers where the near side proved at least half the neurons
+    /// stable, then certified per later neuron not to change any relaxation (see
+    /// [`intermediate_pass`]); a sample that fails the certificate is redone `LastLayer`.
+    /// (Window layers keep both sides: there the looser IBP below cost more rows than it saved.)
+    DenseLayers,
+    /// At every layer, however few neurons the near side proved stable, with the same
+    /// certificate: slower on ResNets, kept because the certificate is needed most there, so the
+    /// tests exercise it there.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Everywhere,
 }
 
 /// Intermediate bounds of one sample: pre-activation intervals of every ReLU and the output
 /// interval. CROWN bounds are computed only for IBP-unstable neurons and intersected with IBP.
+/// Every relaxation, hence every margin bound, is that of the two-sided pass (`FarSides::Always`).
 pub(crate) fn sample_intermediate(
     graph: &Graph,
     info: &GraphInfo,
@@ -535,6 +562,35 @@ pub(crate) fn sample_intermediate(
     delta: &DeltaBox,
     crown: bool,
 ) -> Result<Intermediate, EngineError> {
+    if let Some(inter) = intermediate_pass(graph, info, x0, delta, crown, info.far_sides)? {
+        return Ok(inter);
+    }
+    Ok(
+        intermediate_pass(graph, info, x0, delta, crown, FarSides::LastLayer)?
+            .expect("`LastLayer` needs no certificate"),
+    )
+}
+
+/// One intermediate pass; `None` when the certificate below cannot show its result equal to
+/// the two-sided pass's.
+///
+/// The certificate. Write S for this pass and F for the two-sided one, and assume both agree on
+/// every relaxation so far. S's intervals contain F's, so S's IBP contains F's and S treats a
+/// superset of F's neurons with CROWN, getting the same CROWN bounds. To bound F's IBP from the
+/// inside, S carries inner intervals, contained in F's: a skipped side becomes the value at x
+/// (inside every sound interval), and an IBP from inner intervals is shrunk by a margin that
+/// covers the rounding margins of both. A neuron then gets the same relaxation in S and F if
+/// S proves it stable from one side (F, computing that side too or finding it IBP-stable, agrees
+/// on the sign), or if S leaves it unstable with CROWN tighter than both S's IBP and the inner
+/// IBP on each side, and the inner IBP unstable (so F computes CROWN too, and it binds in both).
+fn intermediate_pass(
+    graph: &Graph,
+    info: &GraphInfo,
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+    crown: bool,
+    far_sides: FarSides,
+) -> Result<Option<Intermediate>, EngineError> {
     let n = graph.nodes.len();
     let mut bounds: Vec<Option<Interval>> = vec![None; n];
     // x0 + lo may round up (x0 + hi down): widen so the interval holds the real sums.
@@ -543,66 +599,120 @@ pub(crate) fn sample_intermediate(
     widen(&mut lo, &mut hi, &scale);
     bounds[0] = Some((lo, hi));
     let mut center: Option<Vec<Array1<f64>>> = None;
+    // Inside F's intervals; filled from the first skipped far side on.
+    let track = matches!(far_sides, FarSides::DenseLayers | FarSides::Everywhere);
+    let mut inner: Vec<Option<Interval>> = vec![None; n];
+    if track {
+        inner[0] = bounds[0].clone();
+    }
+    let mut diverged = false;
     for id in 1..n {
         if !info.live[id] {
             continue;
         }
         let node = &graph.nodes[id];
-        let (mut l, mut u) = match node.op {
+        let (ibp, ibp_mag) = match node.op {
             Op::Relu => {
                 let (l, u) = bounds[node.inputs[0].index()].as_ref().expect("bounded");
-                (l.mapv(|t| t.max(0.0)), u.mapv(|t| t.max(0.0)))
+                ((l.mapv(|t| t.max(0.0)), u.mapv(|t| t.max(0.0))), None)
             }
-            _ => ibp_node(graph, id, &bounds),
+            _ => {
+                let (interval, mag) = ibp_node(graph, id, &bounds);
+                (interval, Some(mag))
+            }
         };
+        let (mut l, mut u) = ibp.clone();
         check_finite(&l, "lower bound", &node.name)?;
         check_finite(&u, "upper bound", &node.name)?;
+        // The inner IBP and its margin, once S and F may differ.
+        let inner_ibp = diverged.then(|| match node.op {
+            Op::Relu => {
+                let (l, u) = inner[node.inputs[0].index()].as_ref().expect("bounded");
+                let relu = (l.mapv(|t| t.max(0.0)), u.mapv(|t| t.max(0.0)));
+                let zero = Array1::zeros(relu.0.len());
+                (relu, zero)
+            }
+            _ => {
+                let (interval, mag) = ibp_node(graph, id, &inner);
+                let outer = ibp_mag.as_ref().expect("affine node");
+                let margin = (&mag + outer + 1.0) * (4.0 * SAFETY_REL);
+                (interval, margin)
+            }
+        });
+        let mut computed: Vec<(usize, Option<f64>, Option<f64>)> = Vec::new();
+        let mut skipped_here = false;
         if crown && info.relu_input[id] && !info.exact_ibp[id] {
             let unstable: Vec<usize> = (0..l.len()).filter(|&i| l[i] < 0.0 && u[i] > 0.0).collect();
-            if info.window[id] {
-                // One local pass per spatial position, over its unstable channels.
-                let plane = node.shape[1] * node.shape[2];
-                let mut by_position: Vec<Vec<usize>> = vec![Vec::new(); plane];
-                for &i in &unstable {
-                    by_position[i % plane].push(i);
-                }
-                for group in by_position.iter().filter(|g| !g.is_empty()) {
-                    let (lc, uc) = window::crown_rows_window(graph, &bounds, id, group, x0, delta);
-                    for (k, &i) in group.iter().enumerate() {
-                        l[i] = l[i].max(lc[k]);
-                        u[i] = u[i].min(uc[k]);
-                    }
-                }
-            } else if info.last_relu_input[id] {
-                // First the bound on the side of zero that the neuron's value at x0 lies on; the
-                // other side only where that left it unstable. A neuron proven stable keeps its
-                // IBP bound on the far side, which only the IBP of later non-ReLU nodes reads
-                // (never used under CROWN), so every relaxation and margin bound is unchanged.
-                let center = center.get_or_insert_with(|| {
-                    forward_all(graph, x0.insert_axis(Axis(0)))
-                        .into_iter()
-                        .map(|v| v.remove_axis(Axis(0)))
-                        .collect::<Vec<_>>()
-                });
-                let first: Vec<(usize, bool)> =
-                    unstable.iter().map(|&i| (i, center[id][i] < 0.0)).collect();
-                tighten_sided(graph, &bounds, id, &first, x0, delta, &mut l, &mut u);
-                let second: Vec<(usize, bool)> = first
-                    .iter()
-                    .filter(|&&(i, _)| l[i] < 0.0 && u[i] > 0.0)
-                    .map(|&(i, upper)| (i, !upper))
-                    .collect();
-                tighten_sided(graph, &bounds, id, &second, x0, delta, &mut l, &mut u);
+            let skip = match far_sides {
+                FarSides::Always => false,
+                FarSides::LastLayer => info.last_relu_input[id],
+                FarSides::DenseLayers => info.last_relu_input[id] || !info.window[id],
+                FarSides::Everywhere => true,
+            };
+            let first: Vec<(usize, bool)> = if skip {
+                let center = center.get_or_insert_with(|| center_values(graph, x0));
+                unstable.iter().map(|&i| (i, center[id][i] < 0.0)).collect()
             } else {
-                let both: Vec<(usize, bool)> = unstable
+                unstable
                     .iter()
                     .flat_map(|&i| [(i, false), (i, true)])
+                    .collect()
+            };
+            let mut slot = vec![usize::MAX; l.len()];
+            for (k, &i) in unstable.iter().enumerate() {
+                slot[i] = k;
+            }
+            computed = unstable.iter().map(|&i| (i, None, None)).collect();
+            let mut apply = |sides: &[(usize, bool)], l: &mut Array1<f64>, u: &mut Array1<f64>| {
+                let values = crown_sides(graph, info, &bounds, id, sides, x0, delta);
+                for (&(i, upper), &v) in sides.iter().zip(&values) {
+                    let entry = &mut computed[slot[i]];
+                    if upper {
+                        u[i] = u[i].min(v);
+                        entry.2 = Some(v);
+                    } else {
+                        l[i] = l[i].max(v);
+                        entry.1 = Some(v);
+                    }
+                }
+            };
+            apply(&first, &mut l, &mut u);
+            if skip {
+                // Skipping loosens later IBP, which can cost CROWN rows there: only worth it where
+                // the near side proved many neurons stable (always, at the last layer).
+                let still = |&&(i, _): &&(usize, bool)| l[i] < 0.0 && u[i] > 0.0;
+                let open = first.iter().filter(still).count();
+                let worth = info.last_relu_input[id]
+                    || far_sides == FarSides::Everywhere
+                    || (first.len() - open) * 2 >= first.len();
+                let second: Vec<(usize, bool)> = first
+                    .iter()
+                    .filter(|side| !worth || still(side))
+                    .map(|&(i, upper)| (i, !upper))
                     .collect();
-                tighten_sided(graph, &bounds, id, &both, x0, delta, &mut l, &mut u);
+                skipped_here = second.len() < first.len();
+                apply(&second, &mut l, &mut u);
             }
             check_finite(&l, "lower bound", &node.name)?;
             check_finite(&u, "upper bound", &node.name)?;
         }
+        if let Some(((li, ui), margin)) = &inner_ibp {
+            if info.relu_input[id] && !certified(&ibp, (&l, &u), (li, ui), margin, &computed) {
+                return Ok(None);
+            }
+        }
+        if track && (diverged || skipped_here) {
+            let center = center.get_or_insert_with(|| center_values(graph, x0));
+            inner[id] = Some(inner_interval(
+                &ibp,
+                inner_ibp.as_ref(),
+                &computed,
+                &center[id],
+            ));
+        } else if track {
+            inner[id] = Some((l.clone(), u.clone()));
+        }
+        diverged |= skipped_here && track;
         bounds[id] = Some((l, u));
     }
     // Keep only what the final pass needs.
@@ -611,7 +721,115 @@ pub(crate) fn sample_intermediate(
             *b = None;
         }
     }
-    Ok(Intermediate { bounds })
+    Ok(Some(Intermediate { bounds }))
+}
+
+/// Every node's value at x.
+fn center_values(graph: &Graph, x0: ArrayView1<f64>) -> Vec<Array1<f64>> {
+    forward_all(graph, x0.insert_axis(Axis(0)))
+        .into_iter()
+        .map(|v| v.remove_axis(Axis(0)))
+        .collect()
+}
+
+/// CROWN bounds of `sides` of node `id` (see [`crown_sided`]), windowed per spatial position
+/// where the window path applies, else in chunks of dense rows.
+fn crown_sides(
+    graph: &Graph,
+    info: &GraphInfo,
+    bounds: &[Option<Interval>],
+    id: usize,
+    sides: &[(usize, bool)],
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+) -> Array1<f64> {
+    let mut out = Array1::zeros(sides.len());
+    if info.window[id] {
+        let shape = &graph.nodes[id].shape;
+        let plane = shape[1] * shape[2];
+        let mut by_position: Vec<Vec<usize>> = vec![Vec::new(); plane];
+        for (k, &(i, _)) in sides.iter().enumerate() {
+            by_position[i % plane].push(k);
+        }
+        for group in by_position.iter().filter(|g| !g.is_empty()) {
+            let local: Vec<(usize, bool)> = group.iter().map(|&k| sides[k]).collect();
+            let values = window::crown_window_sided(graph, bounds, id, &local, x0, delta);
+            for (&k, &v) in group.iter().zip(&values) {
+                out[k] = v;
+            }
+        }
+    } else {
+        for (c, chunk) in sides.chunks(2 * NEURON_CHUNK).enumerate() {
+            let values = crown_sided(graph, bounds, id, chunk, x0, delta);
+            let at = c * 2 * NEURON_CHUNK;
+            out.slice_mut(s![at..at + chunk.len()]).assign(&values);
+        }
+    }
+    out
+}
+
+/// Whether every neuron of a ReLU input gets the same relaxation in this pass as in the
+/// two-sided one (see [`intermediate_pass`]): `ibp` is this pass's IBP, `(l, u)` its final
+/// bounds, `inner` the inner IBP with its `margin`, `computed` the CROWN sides per IBP-unstable
+/// neuron.
+fn certified(
+    ibp: &Interval,
+    (l, u): (&Array1<f64>, &Array1<f64>),
+    inner: (&Array1<f64>, &Array1<f64>),
+    margin: &Array1<f64>,
+    computed: &[(usize, Option<f64>, Option<f64>)],
+) -> bool {
+    let (li, ui) = inner;
+    // IBP-stable here: F's IBP, inside this one, is stable with the same sign (with margin).
+    let mut crown = vec![false; l.len()];
+    for &(i, _, _) in computed {
+        crown[i] = true;
+    }
+    let ibp_stable_ok = (0..l.len())
+        .filter(|&i| !crown[i])
+        .all(|i| ibp.0[i] >= margin[i] || ibp.1[i] <= -margin[i]);
+    ibp_stable_ok
+        && computed.iter().all(|&(i, cl, cu)| {
+            if l[i] >= 0.0 || u[i] <= 0.0 {
+                return true;
+            }
+            let (Some(cl), Some(cu)) = (cl, cu) else {
+                return false;
+            };
+            li[i] + margin[i] < 0.0
+                && ui[i] - margin[i] > 0.0
+                && cl >= ibp.0[i]
+                && cl >= li[i] + margin[i]
+                && cu <= ibp.1[i]
+                && cu <= ui[i] - margin[i]
+        })
+}
+
+/// An interval inside the two-sided pass's interval for this node: the inner IBP shrunk by its
+/// margin (or this pass's IBP, when the inputs still agree), tightened by the CROWN sides
+/// computed, a skipped side collapsed to the value at x, and always holding the value at x.
+fn inner_interval(
+    ibp: &Interval,
+    inner_ibp: Option<&(Interval, Array1<f64>)>,
+    computed: &[(usize, Option<f64>, Option<f64>)],
+    center: &Array1<f64>,
+) -> Interval {
+    let (mut lo, mut hi) = match inner_ibp {
+        Some(((li, ui), margin)) => (li + margin, ui - margin),
+        None => ibp.clone(),
+    };
+    for &(i, cl, cu) in computed {
+        lo[i] = cl.map_or(f64::INFINITY, |v| lo[i].max(v));
+        hi[i] = cu.map_or(f64::NEG_INFINITY, |v| hi[i].min(v));
+    }
+    Zip::from(&mut lo)
+        .and(&mut hi)
+        .and(center)
+        .for_each(|lo, hi, &z| {
+            *lo = lo.min(z);
+            *hi = hi.max(z);
+        });
+    (lo, hi)
 }
 
 /// CROWN lower and upper bounds of neurons `idx` of node `id`.
@@ -675,30 +893,6 @@ fn crown_sided(
         }
     }
     lower
-}
-
-/// Intersects `l`/`u` with the CROWN bounds of `sides` (see [`crown_sided`]), in chunks.
-#[allow(clippy::too_many_arguments)]
-fn tighten_sided(
-    graph: &Graph,
-    bounds: &[Option<Interval>],
-    id: usize,
-    sides: &[(usize, bool)],
-    x0: ArrayView1<f64>,
-    delta: &DeltaBox,
-    l: &mut Array1<f64>,
-    u: &mut Array1<f64>,
-) {
-    for chunk in sides.chunks(2 * NEURON_CHUNK) {
-        let bound = crown_sided(graph, bounds, id, chunk, x0, delta);
-        for (&(i, upper), &v) in chunk.iter().zip(&bound) {
-            if upper {
-                u[i] = u[i].min(v);
-            } else {
-                l[i] = l[i].max(v);
-            }
-        }
-    }
 }
 
 fn spec_rows(k: usize, label: usize) -> (Vec<usize>, Array2<f64>) {
@@ -1031,17 +1225,19 @@ mod tests {
     use super::*;
     use crate::ir::build::{random_cnn, random_mlp, random_resnet, Rng};
 
-    /// At the last ReLU layer, the one-sided pass changes no relaxation: every neuron keeps its
-    /// stability, unstable neurons keep their bounds bit for bit, stable ones only widen on the
-    /// far side, and CROWN and α-CROWN margin bounds are identical to the two-sided pass's.
+    /// Skipping far sides changes no relaxation: every neuron keeps its stability and sign,
+    /// unstable neurons keep their bounds bit for bit, and CROWN and α-CROWN
+    /// margin bounds are identical to the two-sided pass's, skipping at the last layer only, at
+    /// dense layers too, or everywhere (both certified, with fallback; without the certificate
+    /// the last mode fails here).
     #[test]
-    fn one_sided_last_relu_layer_matches_two_sided() {
+    fn skipped_far_sides_match_two_sided() {
         let mut rng = Rng::new(21);
-        let graphs = [
-            random_mlp(&mut rng, 12, &[16, 12], 4),
-            random_cnn(&mut rng, [2, 7, 7], 3, 4),
-            random_resnet(&mut rng, [3, 6, 6], 4, 3),
-        ];
+        let mut graphs: Vec<Graph> = (0..6)
+            .map(|_| random_mlp(&mut rng, 12, &[16, 14, 12, 10], 4))
+            .collect();
+        graphs.push(random_cnn(&mut rng, [2, 7, 7], 3, 4));
+        graphs.push(random_resnet(&mut rng, [3, 6, 6], 4, 3));
         let methods = [
             BoundMethod::Crown,
             BoundMethod::AlphaCrown {
@@ -1049,75 +1245,97 @@ mod tests {
                 learning_rate: 0.1,
             },
         ];
-        let mut skipped = 0;
+        let (mut skipped, mut certified_passes, mut passes) = (0, 0, 0);
         for graph in &graphs {
-            let one_sided = GraphInfo::new(graph);
+            let mut two_sided = GraphInfo::new(graph);
+            two_sided.far_sides = FarSides::Always;
             // These graphs end in one dense ReLU layer: only its input is a last ReLU input.
             let relu_inputs: Vec<usize> = (0..graph.nodes.len())
-                .filter(|&k| one_sided.relu_input[k])
+                .filter(|&k| two_sided.relu_input[k])
                 .collect();
             let last: Vec<usize> = (0..graph.nodes.len())
-                .filter(|&k| one_sided.last_relu_input[k])
+                .filter(|&k| two_sided.last_relu_input[k])
                 .collect();
             assert!(relu_inputs.len() >= 2);
             assert_eq!(last, [*relu_inputs.last().unwrap()]);
-            let mut two_sided = GraphInfo::new(graph);
-            two_sided.last_relu_input.fill(false);
             let d: usize = graph.input_shape().iter().product();
             for eps in [0.01, 0.05, 0.2] {
                 for label in 0..2 {
                     let x0 = Array1::from_shape_fn(d, |_| rng.uniform());
                     let delta = DeltaBox::linf(d, eps);
-                    let one = sample_intermediate(graph, &one_sided, x0.view(), &delta, true);
                     let two = sample_intermediate(graph, &two_sided, x0.view(), &delta, true);
-                    let (one, two) = (one.unwrap(), two.unwrap());
-                    for (id, pair) in one.bounds.iter().zip(&two.bounds).enumerate() {
-                        let (Some((l1, u1)), Some((l2, u2))) = pair else {
-                            continue;
-                        };
-                        for i in 0..l1.len() {
-                            // Both contain the exact range; the output's IBP interval may widen.
-                            assert!(l1[i] <= l2[i] && u1[i] >= u2[i], "node {id} #{i}");
-                            if !one_sided.relu_input[id] {
-                                continue;
-                            }
-                            let unstable = l2[i] < 0.0 && u2[i] > 0.0;
-                            assert_eq!(unstable, l1[i] < 0.0 && u1[i] > 0.0, "node {id} #{i}");
-                            assert_eq!(l1[i] >= 0.0, l2[i] >= 0.0, "node {id} #{i}");
-                            if unstable {
-                                assert_eq!((l1[i], u1[i]), (l2[i], u2[i]), "node {id} #{i}");
-                            }
-                            skipped += (l1[i] < l2[i] || u1[i] > u2[i]) as usize;
-                        }
-                    }
-                    for method in &methods {
-                        let m1 = sample_margins(
+                    let two = two.unwrap();
+                    let modes = [
+                        FarSides::LastLayer,
+                        FarSides::DenseLayers,
+                        FarSides::Everywhere,
+                    ];
+                    for far_sides in modes {
+                        let mut one_sided = GraphInfo::new(graph);
+                        one_sided.far_sides = far_sides;
+                        let pass = intermediate_pass(
                             graph,
                             &one_sided,
-                            &one,
                             x0.view(),
-                            label,
                             &delta,
-                            method,
+                            true,
+                            far_sides,
                         );
-                        let m2 = sample_margins(
-                            graph,
-                            &two_sided,
-                            &two,
-                            x0.view(),
-                            label,
-                            &delta,
-                            method,
-                        );
-                        let (m1, m2) = (m1.unwrap(), m2.unwrap());
-                        assert_eq!(m1.a, m2.a);
-                        assert_eq!(m1.b, m2.b);
-                        assert_eq!(m1.samplewise_lower, m2.samplewise_lower);
+                        passes += 1;
+                        certified_passes += pass.unwrap().is_some() as usize;
+                        let one = sample_intermediate(graph, &one_sided, x0.view(), &delta, true);
+                        let one = one.unwrap();
+                        for (id, pair) in one.bounds.iter().zip(&two.bounds).enumerate() {
+                            let (Some((l1, u1)), Some((l2, u2))) = pair else {
+                                continue;
+                            };
+                            for i in 0..l1.len() {
+                                let at = format!("{far_sides:?} node {id} #{i}");
+                                if !one_sided.relu_input[id] {
+                                    continue;
+                                }
+                                let unstable = l2[i] < 0.0 && u2[i] > 0.0;
+                                assert_eq!(unstable, l1[i] < 0.0 && u1[i] > 0.0, "{at}");
+                                assert_eq!(l1[i] >= 0.0, l2[i] >= 0.0, "{at}");
+                                if unstable {
+                                    assert_eq!((l1[i], u1[i]), (l2[i], u2[i]), "{at}");
+                                }
+                                skipped += (l1[i] != l2[i] || u1[i] != u2[i]) as usize;
+                            }
+                        }
+                        for method in &methods {
+                            let m1 = sample_margins(
+                                graph,
+                                &one_sided,
+                                &one,
+                                x0.view(),
+                                label,
+                                &delta,
+                                method,
+                            );
+                            let m2 = sample_margins(
+                                graph,
+                                &two_sided,
+                                &two,
+                                x0.view(),
+                                label,
+                                &delta,
+                                method,
+                            );
+                            let (m1, m2) = (m1.unwrap(), m2.unwrap());
+                            assert_eq!(m1.a, m2.a);
+                            assert_eq!(m1.b, m2.b);
+                            assert_eq!(m1.samplewise_lower, m2.samplewise_lower);
+                        }
                     }
                 }
             }
         }
         assert!(skipped > 0, "no far-side bound was skipped");
+        assert!(
+            certified_passes * 4 >= passes * 3,
+            "only {certified_passes} of {passes} passes certified"
+        );
     }
 
     /// The tape-based pair gives exactly what `forward` and `vjp` give, across chunk borders,

@@ -9,10 +9,13 @@
 //!   `method='backward'`: CROWN intermediate bounds for IBP-unstable ReLU inputs, intersected
 //!   with IBP; chord upper relaxation; lower slope 1 iff u > −l) and [`BoundMethod::AlphaCrown`]
 //!   (per-row lower slopes of the final pass optimised by projected Adam, best kept per row).
-//!   At the last ReLU layer (no ReLU downstream), a neuron is bounded first on the side of zero
-//!   its value at x lies on, and on the far side only if still unstable: a neuron proven stable
-//!   keeps IBP's far-side bound, which no relaxation reads, so the margin bounds are those of
-//!   the two-sided pass bit for bit (`one_sided_last_relu_layer_matches_two_sided`).
+//!   At dense ReLU layers, an IBP-unstable neuron is bounded first on the side of zero its value
+//!   at x lies on, and on the far side only if still unstable. A neuron proven stable keeps
+//!   IBP's far-side bound, which no relaxation reads. At the last ReLU layer nothing else reads
+//!   it either; at earlier ones later IBP does, so a certificate (inner intervals, see
+//!   `cpu::intermediate_pass`) shows per sample that no later relaxation changed, else the
+//!   sample is redone skipping only at the last layer. Either way the margin bounds are those
+//!   of the two-sided pass bit for bit (`skipped_far_sides_match_two_sided`).
 //! - [`BoundCache`]: shares intermediate bounds between properties, methods (CROWN and α-CROWN
 //!   share them) and, on disk, runs.
 //! - [`cpu::forward`] and [`cpu::vjp`]: batched concrete evaluation and input gradients;

@@ -78,6 +78,7 @@ fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
 
 /// CROWN lower and upper bounds of neurons `idx` of node `id`, which must all sit at the same
 /// spatial position (`window_nodes(graph)[id]` must hold).
+#[cfg(test)]
 pub(crate) fn crown_rows_window(
     graph: &Graph,
     bounds: &[Option<Interval>],
@@ -86,16 +87,38 @@ pub(crate) fn crown_rows_window(
     x0: ArrayView1<f64>,
     delta: &DeltaBox,
 ) -> (Array1<f64>, Array1<f64>) {
+    let m = idx.len();
+    let sides: Vec<(usize, bool)> = idx
+        .iter()
+        .map(|&i| (i, false))
+        .chain(idx.iter().map(|&i| (i, true)))
+        .collect();
+    let bound = crown_window_sided(graph, bounds, id, &sides, x0, delta);
+    (
+        bound.slice(ndarray::s![..m]).to_owned(),
+        bound.slice(ndarray::s![m..]).to_owned(),
+    )
+}
+
+/// CROWN bounds of neurons of node `id` at one spatial position (`window_nodes(graph)[id]` must
+/// hold), one per `(neuron, upper)`: the lower bound, or the upper bound where `upper`.
+pub(crate) fn crown_window_sided(
+    graph: &Graph,
+    bounds: &[Option<Interval>],
+    id: usize,
+    sides: &[(usize, bool)],
+    x0: ArrayView1<f64>,
+    delta: &DeltaBox,
+) -> Array1<f64> {
     let (c, h, w) = dims(&graph.nodes[id].shape);
     let plane = h * w;
-    let m = idx.len();
-    let pos = idx[0] % plane;
-    // Rows 0..m bound the neuron from below, rows m..2m bound its negation from below.
-    let mut seed = Array2::zeros((2 * m, c));
-    for (r, &i) in idx.iter().enumerate() {
+    let m = sides.len();
+    let pos = sides[0].0 % plane;
+    // An upper bound is minus the lower bound of the negated neuron.
+    let mut seed = Array2::zeros((m, c));
+    for (r, &(i, upper)) in sides.iter().enumerate() {
         debug_assert_eq!(i % plane, pos);
-        seed[[r, i / plane]] = 1.0;
-        seed[[m + r, i / plane]] = -1.0;
+        seed[[r, i / plane]] = if upper { -1.0 } else { 1.0 };
     }
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
     pending[id] = Some(WinRows {
@@ -107,8 +130,8 @@ pub(crate) fn crown_rows_window(
         },
         a: seed,
     });
-    let mut bias = Array1::<f64>::zeros(2 * m);
-    let mut mag = Array1::<f64>::zeros(2 * m);
+    let mut bias = Array1::<f64>::zeros(m);
+    let mut mag = Array1::<f64>::zeros(m);
     for k in (1..=id).rev() {
         let Some(wr) = pending[k].take() else {
             continue;
@@ -160,7 +183,7 @@ pub(crate) fn crown_rows_window(
             _ => unreachable!("window_nodes admits only conv, relu, channel affine and add"),
         }
     }
-    let lower = concretize_window(
+    let mut lower = concretize_window(
         pending[0].take(),
         &graph.nodes[0].shape,
         &bias,
@@ -168,9 +191,12 @@ pub(crate) fn crown_rows_window(
         x0,
         delta,
     );
-    let lo = lower.slice(ndarray::s![..m]).to_owned();
-    let up = lower.slice(ndarray::s![m..]).mapv(|t| -t);
-    (lo, up)
+    for (r, &(_, upper)) in sides.iter().enumerate() {
+        if upper {
+            lower[r] = -lower[r];
+        }
+    }
+    lower
 }
 
 fn c_of(graph: &Graph, id: usize) -> usize {
