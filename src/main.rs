@@ -10,6 +10,10 @@ use upcc::engine::gpu::DeviceChoice;
 use upcc::semantics;
 use upcc::source::SourceMap;
 
+/// mimalloc keeps freed pages for reuse (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "upcc",
