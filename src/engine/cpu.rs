@@ -599,12 +599,10 @@ fn intermediate_pass(
     widen(&mut lo, &mut hi, &scale);
     bounds[0] = Some((lo, hi));
     let mut center: Option<Vec<Array1<f64>>> = None;
-    // Inside F's intervals; filled from the first skipped far side on.
+    // Inside F's intervals; a copy of `bounds` (equal to F's so far) at the first skipped far
+    // side, then tracked per node.
     let track = matches!(far_sides, FarSides::DenseLayers | FarSides::Everywhere);
-    let mut inner: Vec<Option<Interval>> = vec![None; n];
-    if track {
-        inner[0] = bounds[0].clone();
-    }
+    let mut inner: Vec<Option<Interval>> = Vec::new();
     let mut diverged = false;
     for id in 1..n {
         if !info.live[id] {
@@ -702,6 +700,9 @@ fn intermediate_pass(
             }
         }
         if track && (diverged || skipped_here) {
+            if !diverged {
+                inner = bounds.clone();
+            }
             let center = center.get_or_insert_with(|| center_values(graph, x0));
             inner[id] = Some(inner_interval(
                 &ibp,
@@ -709,10 +710,8 @@ fn intermediate_pass(
                 &computed,
                 &center[id],
             ));
-        } else if track {
-            inner[id] = Some((l.clone(), u.clone()));
+            diverged = true;
         }
-        diverged |= skipped_here && track;
         bounds[id] = Some((l, u));
     }
     // Keep only what the final pass needs.
@@ -832,32 +831,9 @@ fn inner_interval(
     (lo, hi)
 }
 
-/// CROWN lower and upper bounds of neurons `idx` of node `id`.
-#[cfg(test)]
-pub(crate) fn crown_rows(
-    graph: &Graph,
-    bounds: &[Option<Interval>],
-    id: usize,
-    idx: &[usize],
-    x0: ArrayView1<f64>,
-    delta: &DeltaBox,
-) -> (Array1<f64>, Array1<f64>) {
-    let m = idx.len();
-    let sides: Vec<(usize, bool)> = idx
-        .iter()
-        .map(|&i| (i, false))
-        .chain(idx.iter().map(|&i| (i, true)))
-        .collect();
-    let bound = crown_sided(graph, bounds, id, &sides, x0, delta);
-    (
-        bound.slice(s![..m]).to_owned(),
-        bound.slice(s![m..]).to_owned(),
-    )
-}
-
 /// CROWN bounds of neurons of node `id`, one per `(neuron, upper)`: the lower bound, or the
 /// upper bound where `upper`.
-fn crown_sided(
+pub(crate) fn crown_sided(
     graph: &Graph,
     bounds: &[Option<Interval>],
     id: usize,

@@ -76,30 +76,6 @@ fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
     });
 }
 
-/// CROWN lower and upper bounds of neurons `idx` of node `id`, which must all sit at the same
-/// spatial position (`window_nodes(graph)[id]` must hold).
-#[cfg(test)]
-pub(crate) fn crown_rows_window(
-    graph: &Graph,
-    bounds: &[Option<Interval>],
-    id: usize,
-    idx: &[usize],
-    x0: ArrayView1<f64>,
-    delta: &DeltaBox,
-) -> (Array1<f64>, Array1<f64>) {
-    let m = idx.len();
-    let sides: Vec<(usize, bool)> = idx
-        .iter()
-        .map(|&i| (i, false))
-        .chain(idx.iter().map(|&i| (i, true)))
-        .collect();
-    let bound = crown_window_sided(graph, bounds, id, &sides, x0, delta);
-    (
-        bound.slice(ndarray::s![..m]).to_owned(),
-        bound.slice(ndarray::s![m..]).to_owned(),
-    )
-}
-
 /// CROWN bounds of neurons of node `id` at one spatial position (`window_nodes(graph)[id]` must
 /// hold), one per `(neuron, upper)`: the lower bound, or the upper bound where `upper`.
 pub(crate) fn crown_window_sided(
@@ -347,7 +323,7 @@ fn concretize_window(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::cpu::{crown_rows, sample_intermediate, GraphInfo};
+    use crate::engine::cpu::{crown_sided, sample_intermediate, GraphInfo};
     use crate::ir::build::{random_cnn, random_resnet, Rng};
     use ndarray::Array1;
 
@@ -375,15 +351,28 @@ mod tests {
                     let shape = &graph.nodes[id].shape;
                     let plane = shape[1] * shape[2];
                     for pos in 0..plane {
-                        let idx: Vec<usize> = (0..shape[0]).map(|c| c * plane + pos).collect();
-                        let (ld, ud) =
-                            crown_rows(&graph, &inter.bounds, id, &idx, x0.view(), &delta);
-                        let (lw, uw) =
-                            crown_rows_window(&graph, &inter.bounds, id, &idx, x0.view(), &delta);
-                        for k in 0..idx.len() {
-                            let tol = 1e-9 * (1.0 + ld[k].abs() + ud[k].abs());
-                            assert!((ld[k] - lw[k]).abs() <= tol, "{} vs {}", ld[k], lw[k]);
-                            assert!((ud[k] - uw[k]).abs() <= tol, "{} vs {}", ud[k], uw[k]);
+                        let sides: Vec<(usize, bool)> = (0..shape[0])
+                            .flat_map(|c| [(c * plane + pos, false), (c * plane + pos, true)])
+                            .collect();
+                        let dense =
+                            crown_sided(&graph, &inter.bounds, id, &sides, x0.view(), &delta);
+                        let window = crown_window_sided(
+                            &graph,
+                            &inter.bounds,
+                            id,
+                            &sides,
+                            x0.view(),
+                            &delta,
+                        );
+                        for (pair_d, pair_w) in dense
+                            .exact_chunks(2)
+                            .into_iter()
+                            .zip(window.exact_chunks(2))
+                        {
+                            let tol = 1e-9 * (1.0 + pair_d[0].abs() + pair_d[1].abs());
+                            for (d, w) in pair_d.iter().zip(&pair_w) {
+                                assert!((d - w).abs() <= tol, "{d} vs {w}");
+                            }
                             checked += 1;
                         }
                     }

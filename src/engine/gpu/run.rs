@@ -460,7 +460,14 @@ impl<D: KernelDevice> Run<'_, D> {
                 (id, a)
             };
             let a_in = self.back_substitute(seed, a, (bias, mag), r, idx.addr, bounds, ns)?;
-            let (_, lower) = self.concretize((a_in, bias, mag), (x0, lo, hi), idx.addr, ns, r)?;
+            let (_, lower) = self.concretize(
+                "concretize",
+                (a_in, bias, mag),
+                (x0, lo, hi),
+                idx.addr,
+                ns,
+                r,
+            )?;
             self.launch(
                 "tighten",
                 &[lower.addr, l.addr, u.addr, sign.addr],
@@ -565,23 +572,8 @@ impl<D: KernelDevice> Run<'_, D> {
             }
             k = below;
         }
-        let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
-        self.launch(
-            "wconcretize",
-            &[
-                a.addr,
-                bias.addr,
-                mag.addr,
-                x0.addr,
-                lo.addr,
-                hi.addr,
-                at_zero.addr,
-                lower.addr,
-            ],
-            idx.addr,
-            r,
-            r,
-        )?;
+        let (_, lower) =
+            self.concretize("wconcretize", (a, bias, mag), (x0, lo, hi), idx.addr, r, r)?;
         let (l, u) = bounds[id].expect("bounded");
         self.launch(
             "tighten",
@@ -683,18 +675,21 @@ impl<D: KernelDevice> Run<'_, D> {
     }
 
     /// Per row: the value at δ = 0 and the minimum over the box of `a·δ + a·x0 + bias`, each
-    /// moved down by the rounding margin.
+    /// moved down by the rounding margin; `kernel` is `concretize` (dense rows, `cols` = samples)
+    /// or `wconcretize` (windowed rows, `cols` = rows).
+    #[allow(clippy::too_many_arguments)]
     fn concretize(
         &mut self,
+        kernel: &str,
         (a, bias, mag): (Buf, Buf, Buf),
         (x0, lo, hi): (Buf, Buf, Buf),
         idx: u64,
-        ns: usize,
+        cols: usize,
         r: usize,
     ) -> Result<(Buf, Buf), EngineError> {
         let (at_zero, lower) = (self.alloc(r)?, self.alloc(r)?);
         self.launch(
-            "concretize",
+            kernel,
             &[
                 a.addr,
                 bias.addr,
@@ -706,7 +701,7 @@ impl<D: KernelDevice> Run<'_, D> {
                 lower.addr,
             ],
             idx,
-            ns,
+            cols,
             r,
         )?;
         Ok((at_zero, lower))
@@ -804,8 +799,14 @@ impl<D: KernelDevice> Run<'_, D> {
                 &bounds,
                 ns,
             )?;
-            let (at_zero, lower) =
-                self.concretize((a_in, bias, mag), (x0, lo, hi), idx.addr, ns, r)?;
+            let (at_zero, lower) = self.concretize(
+                "concretize",
+                (a_in, bias, mag),
+                (x0, lo, hi),
+                idx.addr,
+                ns,
+                r,
+            )?;
             let (av, bv, lv) = (
                 self.download(a_in)?,
                 self.download(at_zero)?,
