@@ -272,6 +272,8 @@ pub(crate) struct GraphInfo {
     pub last_relu_input: Vec<bool>,
     /// Where far-side CROWN bounds may be skipped (tests compare against `Always`).
     pub far_sides: FarSides,
+    /// Conv weights laid out for the window path's conv transposes.
+    pub(crate) taps: window::TapMatrices,
 }
 
 impl GraphInfo {
@@ -327,6 +329,7 @@ impl GraphInfo {
             window: super::window::window_nodes(graph),
             last_relu_input,
             far_sides: FarSides::DenseLayers,
+            taps: window::TapMatrices::new(graph),
         }
     }
 }
@@ -361,6 +364,8 @@ struct Backsub {
     mag: Array1<f64>,
     /// Functionals at each ReLU output before relaxation (only when requested).
     relu_a: Vec<Option<Array2<f64>>>,
+    /// Functionals left at handed-off nodes (see [`back_substitute`]), in node order.
+    handed_off: Vec<(usize, Array2<f64>)>,
 }
 
 pub(crate) fn crown_lower_slope(l: f64, u: f64) -> f64 {
@@ -386,6 +391,9 @@ pub(crate) fn relu_relaxation(l: f64, u: f64) -> (f64, f64, f64, bool) {
 
 /// Pulls the functionals seeded at `seed` back to the input, relaxing each ReLU with the
 /// pre-activation bounds in `bounds` (chord above, slope `alpha` or CROWN's choice below).
+/// Functionals reaching a node marked in `handoff` stop there (in `handed_off`; `a` is then
+/// empty): the window path finishes them.
+#[allow(clippy::too_many_arguments)]
 fn back_substitute(
     graph: &Graph,
     bounds: &[Option<Interval>],
@@ -394,7 +402,10 @@ fn back_substitute(
     bias: Array1<f64>,
     alphas: Option<&Alphas>,
     keep_relu_a: bool,
+    handoff: Option<&[bool]>,
 ) -> Backsub {
+    let handed = |id: usize| handoff.is_some_and(|h| h[id]);
+    let mut handed_off = Vec::new();
     let rows = a.nrows();
     let d: usize = graph.input_shape().iter().product();
     let mut pending: Vec<Option<Array2<f64>>> = vec![None; graph.nodes.len()];
@@ -406,6 +417,10 @@ fn back_substitute(
         let Some(a) = pending[id].take() else {
             continue;
         };
+        if handed(id) {
+            handed_off.push((id, a));
+            continue;
+        }
         let node = &graph.nodes[id];
         if let Op::Relu = node.op {
             let p = node.inputs[0].index();
@@ -463,13 +478,22 @@ fn back_substitute(
             }
         }
     }
+    let a = match pending[0].take() {
+        Some(a) if handed(0) => {
+            handed_off.push((0, a));
+            Array2::zeros((rows, 0))
+        }
+        Some(a) => a,
+        None if handed(0) => Array2::zeros((rows, 0)),
+        None => Array2::zeros((rows, d)),
+    };
+    handed_off.reverse();
     Backsub {
-        a: pending[0]
-            .take()
-            .unwrap_or_else(|| Array2::zeros((rows, d))),
+        a,
         bias,
         mag,
         relu_a,
+        handed_off,
     }
 }
 
@@ -743,6 +767,7 @@ fn crown_sides(
     delta: &DeltaBox,
 ) -> Array1<f64> {
     let mut out = Array1::zeros(sides.len());
+    let tables = window::SampleTables::new(graph, &info.window, bounds, x0, delta);
     if info.window[id] {
         let shape = &graph.nodes[id].shape;
         let plane = shape[1] * shape[2];
@@ -752,14 +777,15 @@ fn crown_sides(
         }
         for group in by_position.iter().filter(|g| !g.is_empty()) {
             let local: Vec<(usize, bool)> = group.iter().map(|&k| sides[k]).collect();
-            let values = window::crown_window_sided(graph, bounds, id, &local, x0, delta);
+            let values = window::crown_window_sided(graph, &info.taps, &tables, id, &local);
             for (&k, &v) in group.iter().zip(&values) {
                 out[k] = v;
             }
         }
     } else {
         for (c, chunk) in sides.chunks(2 * NEURON_CHUNK).enumerate() {
-            let values = crown_sided(graph, bounds, id, chunk, x0, delta);
+            let windows = Some((&info.window[..], &info.taps, &tables));
+            let values = crown_sided(graph, bounds, windows, id, chunk, x0, delta);
             let at = c * 2 * NEURON_CHUNK;
             out.slice_mut(s![at..at + chunk.len()]).assign(&values);
         }
@@ -832,10 +858,12 @@ fn inner_interval(
 }
 
 /// CROWN bounds of neurons of node `id`, one per `(neuron, upper)`: the lower bound, or the
-/// upper bound where `upper`.
+/// upper bound where `upper`. With `windows` (the graph's window-path nodes, its tap matrices
+/// and this sample's tables), dense rows continue on the window path once they reach it.
 pub(crate) fn crown_sided(
     graph: &Graph,
     bounds: &[Option<Interval>],
+    windows: Option<(&[bool], &window::TapMatrices, &window::SampleTables)>,
     id: usize,
     sides: &[(usize, bool)],
     x0: ArrayView1<f64>,
@@ -861,8 +889,14 @@ pub(crate) fn crown_sided(
             b[r] = -b[r];
         }
     }
-    let bs = back_substitute(graph, bounds, seed, a, b, None, false);
-    let (_, mut lower) = concretize(&bs, x0, delta);
+    let handoff = windows.map(|(window, _, _)| window);
+    let bs = back_substitute(graph, bounds, seed, a, b, None, false, handoff);
+    let mut lower = match windows {
+        Some((_, taps, tables)) if !bs.handed_off.is_empty() => {
+            window::finish_dense_rows(graph, taps, tables, bs.handed_off, bs.bias, bs.mag)
+        }
+        _ => concretize(&bs, x0, delta).1,
+    };
     for (r, &(_, upper)) in sides.iter().enumerate() {
         if upper {
             lower[r] = -lower[r];
@@ -918,6 +952,7 @@ pub(crate) fn sample_margins(
                 Array1::zeros(k - 1),
                 None,
                 false,
+                None,
             );
             let (b, lower) = concretize(&bs, x0, delta);
             SampleBounds {
@@ -1009,6 +1044,7 @@ fn alpha_crown(
             Array1::zeros(rows),
             Some(&alphas),
             true,
+            None,
         );
         let (b, lower) = concretize(&bs, x0, delta);
         for r in 0..rows {

@@ -304,13 +304,16 @@ fn conv_pullback(
         };
     }
     let (from, to) = (g.output_rect(), g.input_rect());
+    let taps = tap_matrix(weight);
+    let layout = Layout::ChannelsFirst;
     if dense.len() == rows {
-        conv_transpose_add(g, weight, a, from, to, out.view_mut());
+        conv_transpose_add(g, &taps, layout, a, from, to, out.view_mut());
     } else {
         let mut block = Array2::<f64>::zeros((dense.len(), out.ncols()));
         conv_transpose_add(
             g,
-            weight,
+            &taps,
+            layout,
             a.select(Axis(0), &dense).view(),
             from,
             to,
@@ -352,35 +355,54 @@ impl Rect {
     }
 }
 
+/// Conv weight `[cout, cin, kh, kw]` as the matrix `[cout, kh·kw·cin]` with columns in
+/// `(ki, kj, ci)` order: one row per output channel, taps channels-last.
+pub(crate) fn tap_matrix(weight: &ndarray::Array4<f64>) -> Array2<f64> {
+    let (cout, cin, kh, kw) = weight.dim();
+    weight
+        .view()
+        .permuted_axes([0, 2, 3, 1])
+        .as_standard_layout()
+        .into_shape_with_order((cout, kh * kw * cin))
+        .expect("contiguous")
+        .into_owned()
+}
+
+/// Layout of a `[C, hh, ww]` block of rows: channels-first (`c·hh·ww + y·ww + x`, the IR's) or
+/// channels-last (`(y·ww + x)·C + c`, the window path's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Layout {
+    ChannelsFirst,
+    ChannelsLast,
+}
+
 /// Adds the conv transpose of rows `a` (`[m, cout·hh·ww]` over the rectangle `from` of the conv
 /// output) to `out` (`[m, cin·hh'·ww']` over the rectangle `to` of the conv input, which must
-/// cover the receptive field of `from`). The (row, position) pairs with a nonzero coefficient
-/// (dead ReLUs zero many) go through one GEMM `[pairs, cout] · W[cout, kh·kw·cin]`; each row's
-/// pairs are then added channels-last (contiguous runs of `taps·cin`) and transposed into `out`.
+/// cover the receptive field of `from`), both in `layout`; `taps` is [`tap_matrix`] of the
+/// weight. The (row, position) pairs with a nonzero coefficient (dead ReLUs zero many) go through
+/// one GEMM `[pairs, cout] · taps[cout, kh·kw·cin]`; each pair's columns are then added as
+/// contiguous runs of `taps·cin` into a channels-last map: `out` itself, or a buffer transposed
+/// into `out` when it is channels-first.
 pub(crate) fn conv_transpose_add(
     g: &Window,
-    weight: &ndarray::Array4<f64>,
+    taps: &Array2<f64>,
+    layout: Layout,
     a: ArrayView2<f64>,
     from: Rect,
     to: Rect,
     mut out: ArrayViewMut2<f64>,
 ) {
-    let (cout, cin, kh, kw) = weight.dim();
-    let n = cin * kh * kw;
-    // Columns in (ki, kj, ci) order.
-    let wmat = weight
-        .view()
-        .permuted_axes([0, 2, 3, 1])
-        .as_standard_layout()
-        .into_shape_with_order((cout, n))
-        .expect("contiguous")
-        .into_owned();
+    let (cout, n) = taps.dim();
+    let cin = g.cin;
     let npos = from.hh * from.ww;
     let plane = to.hh * to.ww;
     let step = chunk_rows(npos * n);
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut t: Vec<f64> = Vec::new();
-    let mut acc = vec![0.0; plane * cin];
+    let mut buffer = match layout {
+        Layout::ChannelsFirst => vec![0.0; plane * cin],
+        Layout::ChannelsLast => Vec::new(),
+    };
     for start in (0..a.nrows()).step_by(step) {
         pairs.clear();
         t.clear();
@@ -389,7 +411,10 @@ pub(crate) fn conv_transpose_add(
             let row = row.as_slice().expect("contiguous rows");
             for q in 0..npos {
                 let before = t.len();
-                t.extend((0..cout).map(|co| row[co * npos + q]));
+                match layout {
+                    Layout::ChannelsFirst => t.extend((0..cout).map(|co| row[co * npos + q])),
+                    Layout::ChannelsLast => t.extend_from_slice(&row[q * cout..][..cout]),
+                }
                 if t[before..].iter().any(|v| *v != 0.0) {
                     pairs.push((r, q));
                 } else {
@@ -402,44 +427,70 @@ pub(crate) fn conv_transpose_add(
         }
         let t_view = ArrayView2::from_shape((pairs.len(), cout), &t).expect("pairs × cout");
         count_gemm(pairs.len(), cout, n);
-        let cols = t_view.dot(&wmat);
+        let cols = t_view.dot(taps);
         let cols = cols.as_slice().expect("contiguous");
         // Pairs are grouped by row.
         let mut first = 0;
         while first < pairs.len() {
             let r = pairs[first].0;
             let last = first + pairs[first..].iter().take_while(|p| p.0 == r).count();
-            acc.fill(0.0);
-            for (k, &(_, q)) in pairs.iter().enumerate().take(last).skip(first) {
-                let col = &cols[k * n..][..n];
-                let (oy, ox) = (from.y0 + q / from.ww, from.x0 + q % from.ww);
-                let kx = g.cols_inside(ox);
-                if kx.is_empty() {
-                    continue;
-                }
-                let run = kx.len() * cin;
-                let x = ox * g.sw + kx.start - g.pw - to.x0;
-                for ki in g.rows_inside(oy) {
-                    let y = oy * g.sh + ki - g.ph - to.y0;
-                    let dst = &mut acc[(y * to.ww + x) * cin..][..run];
-                    let src = &col[(ki * kw + kx.start) * cin..][..run];
-                    for (d, v) in dst.iter_mut().zip(src) {
-                        *d += v;
-                    }
-                }
-            }
             let mut o = out.row_mut(r);
             let o = o.as_slice_mut().expect("contiguous rows");
-            // Blocks of 8 positions: the reads stay within 8 cache-resident runs of `acc`.
-            for p0 in (0..plane).step_by(8) {
-                let block = &acc[p0 * cin..(p0 + 8).min(plane) * cin];
-                for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
-                    for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
-                        *d += src[ci];
+            let acc: &mut [f64] = match layout {
+                Layout::ChannelsFirst => {
+                    buffer.fill(0.0);
+                    &mut buffer
+                }
+                Layout::ChannelsLast => o,
+            };
+            let row_pairs = &pairs[first..last];
+            let row_cols = &cols[first * n..last * n];
+            add_columns(g, row_pairs, row_cols, from, to, acc);
+            if layout == Layout::ChannelsFirst {
+                let mut o = out.row_mut(r);
+                let o = o.as_slice_mut().expect("contiguous rows");
+                // Blocks of 8 positions: the reads stay within 8 cache-resident runs.
+                for p0 in (0..plane).step_by(8) {
+                    let block = &buffer[p0 * cin..(p0 + 8).min(plane) * cin];
+                    for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
+                        for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
+                            *d += src[ci];
+                        }
                     }
                 }
             }
             first = last;
+        }
+    }
+}
+
+/// Adds each pair's GEMM columns (`[kh·kw·cin]`, taps channels-last) over the pair's receptive
+/// field into the channels-last map `acc` of the rectangle `to`.
+fn add_columns(
+    g: &Window,
+    pairs: &[(usize, usize)],
+    cols: &[f64],
+    from: Rect,
+    to: Rect,
+    acc: &mut [f64],
+) {
+    let cin = g.cin;
+    let n = g.kh * g.kw * cin;
+    for (&(_, q), col) in pairs.iter().zip(cols.chunks_exact(n)) {
+        let (oy, ox) = (from.y0 + q / from.ww, from.x0 + q % from.ww);
+        let kx = g.cols_inside(ox);
+        if kx.is_empty() {
+            continue;
+        }
+        let run = kx.len() * cin;
+        let x = ox * g.sw + kx.start - g.pw - to.x0;
+        for ki in g.rows_inside(oy) {
+            let y = oy * g.sh + ki - g.ph - to.y0;
+            let dst = &mut acc[(y * to.ww + x) * cin..][..run];
+            let src = &col[(ki * g.kw + kx.start) * cin..][..run];
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d += v;
+            }
         }
     }
 }

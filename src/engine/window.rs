@@ -2,10 +2,12 @@
 //! ("patches") functionals: the rows for the neurons at one spatial position only cover that
 //! position's receptive field at every earlier layer, so each pass costs the receptive field, not
 //! the whole feature map. Same relaxation and arithmetic as the dense path in `cpu.rs`
-//! (coefficients outside the window are exactly zero there).
+//! (coefficients outside the window are exactly zero there). Windowed rows are channels-last
+//! (`(y·ww + x)·C + c`), so a conv transpose reads and writes each position's channels as one
+//! contiguous run; only the input node's concretisation maps back to the IR's `[C, H, W]` order.
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::{conv_transpose_add, conv_window, Rect};
+use super::linop::{conv_transpose_add, conv_window, tap_matrix, Layout, Rect};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
 use ndarray::{Array1, Array2, ArrayView1};
@@ -13,7 +15,7 @@ use ndarray::{Array1, Array2, ArrayView1};
 /// All channels, rows `y0..y0+hh`, columns `x0..x0+ww` of a `[C, H, W]` node.
 type Win = Rect;
 
-/// Rows over a window: `a` is `[rows, C*hh*ww]`.
+/// Rows over a window: `a` is `[rows, hh·ww·C]`, channels-last.
 struct WinRows {
     win: Win,
     a: Array2<f64>,
@@ -51,17 +53,43 @@ fn widen_to(wr: WinRows, c: usize, to: Win) -> WinRows {
     let rows = wr.a.nrows();
     let mut a = Array2::zeros((rows, c * to.hh * to.ww));
     let (dy, dx) = (wr.win.y0 - to.y0, wr.win.x0 - to.x0);
-    for r in 0..rows {
-        for ch in 0..c {
-            for yy in 0..wr.win.hh {
-                for xx in 0..wr.win.ww {
-                    a[[r, (ch * to.hh + yy + dy) * to.ww + xx + dx]] =
-                        wr.a[[r, (ch * wr.win.hh + yy) * wr.win.ww + xx]];
-                }
-            }
+    let run = wr.win.ww * c;
+    for (src, mut dst) in wr.a.rows().into_iter().zip(a.rows_mut()) {
+        let src = src.as_slice().expect("contiguous rows");
+        let dst = dst.as_slice_mut().expect("contiguous rows");
+        for yy in 0..wr.win.hh {
+            let at = ((yy + dy) * to.ww + dx) * c;
+            dst[at..at + run].copy_from_slice(&src[yy * run..][..run]);
         }
     }
     WinRows { win: to, a }
+}
+
+/// Per-row sums of `a` and of `|a|` per channel of channels-last rows with `c` channels, each
+/// times `weights[ch]` (resp. `|weights[ch]|`), added to `bias` and `mag`.
+fn add_channel_terms(
+    a: &Array2<f64>,
+    c: usize,
+    weights: &Array1<f64>,
+    bias: &mut Array1<f64>,
+    mag: &mut Array1<f64>,
+) {
+    let (mut sums, mut abs) = (vec![0.0; c], vec![0.0; c]);
+    for (r, row) in a.rows().into_iter().enumerate() {
+        let row = row.as_slice().expect("contiguous rows");
+        sums.fill(0.0);
+        abs.fill(0.0);
+        for position in row.chunks_exact(c) {
+            for ((s, m), v) in sums.iter_mut().zip(abs.iter_mut()).zip(position) {
+                *s += v;
+                *m += v.abs();
+            }
+        }
+        for ch in 0..c {
+            bias[r] += sums[ch] * weights[ch];
+            mag[r] += abs[ch] * weights[ch].abs();
+        }
+    }
 }
 
 fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
@@ -76,15 +104,117 @@ fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
     });
 }
 
+/// Conv weights as [`tap_matrix`], per conv node (`None` elsewhere), built once per graph.
+pub(crate) struct TapMatrices(Vec<Option<Array2<f64>>>);
+
+impl TapMatrices {
+    pub(crate) fn new(graph: &Graph) -> Self {
+        TapMatrices(
+            graph
+                .nodes
+                .iter()
+                .map(|node| match &node.op {
+                    Op::Conv2d { weight, .. } => Some(tap_matrix(weight)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One ReLU's CROWN relaxation per neuron, channels-last: lower slope, chord slope, chord
+/// intercept (stable neurons exact).
+struct Relaxation {
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+    intercept: Vec<f64>,
+}
+
+/// What the window path reads at every position of one sample, channels-last: the relaxation of
+/// each window-path ReLU whose input bounds are known, and the input point and box.
+pub(crate) struct SampleTables {
+    relu: Vec<Option<Relaxation>>,
+    x0: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+/// `v` (`[C, H, W]` order) reordered channels-last.
+fn channels_last(v: ArrayView1<f64>, shape: &[usize]) -> Vec<f64> {
+    let (c, h, w) = dims(shape);
+    let plane = h * w;
+    let mut out = vec![0.0; v.len()];
+    for (ch, values) in v.exact_chunks(plane).into_iter().enumerate() {
+        for (at, &value) in values.iter().enumerate() {
+            out[at * c + ch] = value;
+        }
+    }
+    out
+}
+
+impl SampleTables {
+    pub(crate) fn new(
+        graph: &Graph,
+        window: &[bool],
+        bounds: &[Option<Interval>],
+        x0: ArrayView1<f64>,
+        delta: &DeltaBox,
+    ) -> Self {
+        if !window[0] {
+            // Not a `[C, H, W]` input: no window path.
+            let empty = Vec::new();
+            return SampleTables {
+                relu: Vec::new(),
+                x0: empty.clone(),
+                lo: empty.clone(),
+                hi: empty,
+            };
+        }
+        let shape = &graph.nodes[0].shape;
+        let relu = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(k, node)| {
+                let p = node.inputs.first()?.index();
+                let (l, u) = bounds[p].as_ref()?;
+                if !(matches!(node.op, Op::Relu) && window[k]) {
+                    return None;
+                }
+                let (l, u) = (
+                    channels_last(l.view(), &node.shape),
+                    channels_last(u.view(), &node.shape),
+                );
+                let count = l.len();
+                let mut r = Relaxation {
+                    lower: vec![0.0; count],
+                    upper: vec![0.0; count],
+                    intercept: vec![0.0; count],
+                };
+                for n in 0..count {
+                    (r.lower[n], r.upper[n], r.intercept[n], _) = relu_relaxation(l[n], u[n]);
+                }
+                Some(r)
+            })
+            .collect();
+        SampleTables {
+            relu,
+            x0: channels_last(x0, shape),
+            lo: channels_last(delta.lo.view(), shape),
+            hi: channels_last(delta.hi.view(), shape),
+        }
+    }
+}
+
 /// CROWN bounds of neurons of node `id` at one spatial position (`window_nodes(graph)[id]` must
 /// hold), one per `(neuron, upper)`: the lower bound, or the upper bound where `upper`.
+/// `tables` must hold the relaxation of every ReLU before `id`.
 pub(crate) fn crown_window_sided(
     graph: &Graph,
-    bounds: &[Option<Interval>],
+    taps: &TapMatrices,
+    tables: &SampleTables,
     id: usize,
     sides: &[(usize, bool)],
-    x0: ArrayView1<f64>,
-    delta: &DeltaBox,
 ) -> Array1<f64> {
     let (c, h, w) = dims(&graph.nodes[id].shape);
     let plane = h * w;
@@ -106,9 +236,62 @@ pub(crate) fn crown_window_sided(
         },
         a: seed,
     });
-    let mut bias = Array1::<f64>::zeros(m);
-    let mut mag = Array1::<f64>::zeros(m);
-    for k in (1..=id).rev() {
+    let (bias, mag) = (Array1::zeros(m), Array1::zeros(m));
+    let mut lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
+    for (r, &(_, upper)) in sides.iter().enumerate() {
+        if upper {
+            lower[r] = -lower[r];
+        }
+    }
+    lower
+}
+
+/// Finishes a dense back-substitution (`cpu::crown_sided`) on the window path: `rows` are the
+/// functionals it left at window-path nodes, `[m, C·H·W]` in the IR's order; `bias` and `mag`
+/// its constant terms so far. Returns each row's lower bound over the box.
+pub(crate) fn finish_dense_rows(
+    graph: &Graph,
+    taps: &TapMatrices,
+    tables: &SampleTables,
+    rows: Vec<(usize, Array2<f64>)>,
+    bias: Array1<f64>,
+    mag: Array1<f64>,
+) -> Array1<f64> {
+    let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
+    for (k, a) in rows {
+        let (c, h, w) = dims(&graph.nodes[k].shape);
+        let plane = h * w;
+        let mut hwc = Array2::zeros(a.dim());
+        for (src, mut dst) in a.rows().into_iter().zip(hwc.rows_mut()) {
+            let dst = dst.as_slice_mut().expect("contiguous rows");
+            for (ch, values) in src.exact_chunks(plane).into_iter().enumerate() {
+                for (at, &value) in values.iter().enumerate() {
+                    dst[at * c + ch] = value;
+                }
+            }
+        }
+        let win = Win {
+            y0: 0,
+            x0: 0,
+            hh: h,
+            ww: w,
+        };
+        accumulate(&mut pending[k], WinRows { win, a: hwc }, c);
+    }
+    pull_back_windows(graph, taps, tables, pending, bias, mag)
+}
+
+/// Pulls the windowed rows in `pending` (at window-path nodes) back to the input, adding their
+/// constant terms to `bias` and `mag`, and returns each row's lower bound over the box.
+fn pull_back_windows(
+    graph: &Graph,
+    taps: &TapMatrices,
+    tables: &SampleTables,
+    mut pending: Vec<Option<WinRows>>,
+    mut bias: Array1<f64>,
+    mut mag: Array1<f64>,
+) -> Array1<f64> {
+    for k in (1..pending.len()).rev() {
         let Some(wr) = pending[k].take() else {
             continue;
         };
@@ -116,22 +299,21 @@ pub(crate) fn crown_window_sided(
         match &node.op {
             Op::Relu => {
                 let p = node.inputs[0].index();
-                let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
-                let out = relax_relu(wr, &node.shape, l, u, &mut bias, &mut mag);
+                let relaxation = tables.relu[k]
+                    .as_ref()
+                    .expect("pre-activation bounds computed");
+                let out = relax_relu(wr, &node.shape, relaxation, &mut bias, &mut mag);
                 accumulate(&mut pending[p], out, c_of(graph, p));
             }
             Op::ChannelAffine { scale, shift } => {
                 let mut wr = wr;
-                let per = wr.win.hh * wr.win.ww;
-                for (r, mut row) in wr.a.rows_mut().into_iter().enumerate() {
+                let c = scale.len();
+                add_channel_terms(&wr.a, c, shift, &mut bias, &mut mag);
+                for mut row in wr.a.rows_mut() {
                     let row = row.as_slice_mut().expect("contiguous rows");
-                    for (ch, seg) in row.chunks_exact_mut(per.max(1)).enumerate() {
-                        let sum: f64 = seg.iter().sum();
-                        let abs: f64 = seg.iter().map(|v| v.abs()).sum();
-                        bias[r] += sum * shift[ch];
-                        mag[r] += abs * shift[ch].abs();
-                        for v in seg.iter_mut() {
-                            *v *= scale[ch];
+                    for position in row.chunks_exact_mut(c) {
+                        for (v, s) in position.iter_mut().zip(scale) {
+                            *v *= s;
                         }
                     }
                 }
@@ -140,11 +322,13 @@ pub(crate) fn crown_window_sided(
             }
             Op::Conv2d { .. } => {
                 let p = node.inputs[0].index();
-                let out = conv_pullback_window(wr, graph, node, &mut bias, &mut mag);
+                let tap = taps.0[k].as_ref().expect("tap matrix of a conv node");
+                let out = conv_pullback_window(wr, graph, node, tap, &mut bias, &mut mag);
                 accumulate(&mut pending[p], out, c_of(graph, p));
             }
             Op::Add => {
-                for input in &node.inputs {
+                let (last, rest) = node.inputs.split_last().expect("add has inputs");
+                for input in rest {
                     let copy = WinRows {
                         win: wr.win,
                         a: wr.a.clone(),
@@ -155,24 +339,18 @@ pub(crate) fn crown_window_sided(
                         c_of(graph, input.index()),
                     );
                 }
+                accumulate(&mut pending[last.index()], wr, c_of(graph, last.index()));
             }
             _ => unreachable!("window_nodes admits only conv, relu, channel affine and add"),
         }
     }
-    let mut lower = concretize_window(
+    concretize_window(
         pending[0].take(),
         &graph.nodes[0].shape,
         &bias,
         &mag,
-        x0,
-        delta,
-    );
-    for (r, &(_, upper)) in sides.iter().enumerate() {
-        if upper {
-            lower[r] = -lower[r];
-        }
-    }
-    lower
+        tables,
+    )
 }
 
 fn c_of(graph: &Graph, id: usize) -> usize {
@@ -183,34 +361,28 @@ fn c_of(graph: &Graph, id: usize) -> usize {
 fn relax_relu(
     mut wr: WinRows,
     shape: &[usize],
-    l: &Array1<f64>,
-    u: &Array1<f64>,
+    relaxation: &Relaxation,
     bias: &mut Array1<f64>,
     mag: &mut Array1<f64>,
 ) -> WinRows {
-    let (c, h, w) = dims(shape);
+    let (c, _, w) = dims(shape);
     let win = wr.win;
-    let count = c * win.hh * win.ww;
-    let (mut lower, mut upper, mut intercept) =
-        (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
-    for ch in 0..c {
-        for yy in 0..win.hh {
-            for xx in 0..win.ww {
-                let j = (ch * win.hh + yy) * win.ww + xx;
-                let n = ch * h * w + (win.y0 + yy) * w + win.x0 + xx;
-                (lower[j], upper[j], intercept[j], _) = relu_relaxation(l[n], u[n]);
-            }
-        }
-    }
+    let run = win.ww * c;
     for (r, mut row) in wr.a.rows_mut().into_iter().enumerate() {
         let row = row.as_slice_mut().expect("contiguous rows");
         let mut brow = 0.0;
         let mut mrow = 0.0;
-        for (((c, &lo), &up), &t) in row.iter_mut().zip(&lower).zip(&upper).zip(&intercept) {
-            let (pos, neg) = (c.max(0.0), c.min(0.0));
-            brow += neg * t;
-            mrow -= neg * t;
-            *c = pos * lo + neg * up;
+        for (yy, row) in row.chunks_exact_mut(run.max(1)).enumerate() {
+            let at = ((win.y0 + yy) * w + win.x0) * c;
+            let lower = &relaxation.lower[at..at + run];
+            let upper = &relaxation.upper[at..at + run];
+            let intercept = &relaxation.intercept[at..at + run];
+            for (((c, &lo), &up), &t) in row.iter_mut().zip(lower).zip(upper).zip(intercept) {
+                let (pos, neg) = (c.max(0.0), c.min(0.0));
+                brow += neg * t;
+                mrow -= neg * t;
+                *c = pos * lo + neg * up;
+            }
         }
         bias[r] += brow;
         mag[r] += mrow;
@@ -224,13 +396,11 @@ fn conv_pullback_window(
     wr: WinRows,
     graph: &Graph,
     node: &Node,
+    taps: &Array2<f64>,
     bias: &mut Array1<f64>,
     mag: &mut Array1<f64>,
 ) -> WinRows {
-    let Op::Conv2d {
-        weight, bias: cb, ..
-    } = &node.op
-    else {
+    let Op::Conv2d { bias: cb, .. } = &node.op else {
         unreachable!("a conv node")
     };
     let g = conv_window(graph, node);
@@ -257,17 +427,10 @@ fn conv_pullback_window(
         hh: ih,
         ww: iw,
     };
-    for (r, row) in wr.a.rows().into_iter().enumerate() {
-        let row = row.as_slice().expect("contiguous rows");
-        for (co, seg) in row.chunks_exact(npos).enumerate() {
-            let sum: f64 = seg.iter().sum();
-            let abs: f64 = seg.iter().map(|v| v.abs()).sum();
-            bias[r] += sum * cb[co];
-            mag[r] += abs * cb[co].abs();
-        }
-    }
+    add_channel_terms(&wr.a, cb.len(), cb, bias, mag);
     let mut out = Array2::<f64>::zeros((rows, g.cin * ih * iw));
-    conv_transpose_add(&g, weight, wr.a.view(), win, in_win, out.view_mut());
+    let layout = Layout::ChannelsLast;
+    conv_transpose_add(&g, taps, layout, wr.a.view(), win, in_win, out.view_mut());
     WinRows {
         win: in_win,
         a: out,
@@ -281,37 +444,29 @@ fn concretize_window(
     in_shape: &[usize],
     bias: &Array1<f64>,
     mag: &Array1<f64>,
-    x0: ArrayView1<f64>,
-    delta: &DeltaBox,
+    tables: &SampleTables,
 ) -> Array1<f64> {
     let rows = bias.len();
     let mut lower = Array1::zeros(rows);
-    let (c, h, w) = dims(in_shape);
-    let x0 = x0.as_standard_layout();
-    let x0 = x0.as_slice().expect("contiguous");
-    let lo = delta.lo.as_slice().expect("contiguous");
-    let hi = delta.hi.as_slice().expect("contiguous");
+    let (c, _, w) = dims(in_shape);
     for r in 0..rows {
         let mut value = bias[r];
         let mut slack = 0.0;
         let mut m = mag[r];
         if let Some(wr) = &wr {
             let win = wr.win;
+            let run = win.ww * c;
             let a = wr.a.row(r);
             let a = a.as_slice().expect("contiguous rows");
-            for ch in 0..c {
-                for yy in 0..win.hh {
-                    let at = (ch * win.hh + yy) * win.ww;
-                    let n = ch * h * w + (win.y0 + yy) * w + win.x0;
-                    let coefs = &a[at..at + win.ww];
-                    let xs = &x0[n..n + win.ww];
-                    let los = &lo[n..n + win.ww];
-                    let his = &hi[n..n + win.ww];
-                    for (((&coef, &x), &l), &u) in coefs.iter().zip(xs).zip(los).zip(his) {
-                        value += coef * x;
-                        slack += (coef * l).min(coef * u);
-                        m += coef.abs() * (x.abs() + l.abs().max(u.abs()));
-                    }
+            for (yy, coefs) in a.chunks_exact(run.max(1)).enumerate() {
+                let at = ((win.y0 + yy) * w + win.x0) * c;
+                let xs = &tables.x0[at..at + run];
+                let los = &tables.lo[at..at + run];
+                let his = &tables.hi[at..at + run];
+                for (((&coef, &x), &l), &u) in coefs.iter().zip(xs).zip(los).zip(his) {
+                    value += coef * x;
+                    slack += (coef * l).min(coef * u);
+                    m += coef.abs() * (x.abs() + l.abs().max(u.abs()));
                 }
             }
         }
@@ -328,10 +483,12 @@ mod tests {
     use ndarray::Array1;
 
     /// The window path gives the dense path's bounds (up to summation order) for every neuron of
-    /// every spatial ReLU input, on random CNNs (padding, channel affine) and ResNets (add).
+    /// every spatial ReLU input, on random CNNs (padding, channel affine) and ResNets (add); so
+    /// do dense rows (of the flat ReLU inputs) finished on the window path.
     #[test]
     fn window_rows_match_dense_rows() {
         let mut checked = 0;
+        let mut hybrid_checked = 0;
         for seed in 0..3 {
             let mut rng = Rng::new(100 + seed);
             let graphs = [
@@ -344,7 +501,25 @@ mod tests {
                 let x0 = Array1::from_shape_fn(d, |_| rng.uniform());
                 let delta = DeltaBox::linf(d, 0.05);
                 let inter = sample_intermediate(&graph, &info, x0.view(), &delta, false).unwrap();
+                let tables =
+                    SampleTables::new(&graph, &info.window, &inter.bounds, x0.view(), &delta);
                 for id in 1..graph.nodes.len() {
+                    if info.relu_input[id] && !info.window[id] {
+                        // Dense rows finished on the window path.
+                        let sides: Vec<(usize, bool)> = (0..graph.nodes[id].numel())
+                            .flat_map(|i| [(i, false), (i, true)])
+                            .collect();
+                        let bounds = &inter.bounds;
+                        let dense =
+                            crown_sided(&graph, bounds, None, id, &sides, x0.view(), &delta);
+                        let windows = Some((&info.window[..], &info.taps, &tables));
+                        let hybrid =
+                            crown_sided(&graph, bounds, windows, id, &sides, x0.view(), &delta);
+                        for (d, w) in dense.iter().zip(&hybrid) {
+                            assert!((d - w).abs() <= 1e-9 * (1.0 + d.abs()), "{d} vs {w}");
+                            hybrid_checked += 1;
+                        }
+                    }
                     if !(info.window[id] && info.relu_input[id]) {
                         continue;
                     }
@@ -355,15 +530,8 @@ mod tests {
                             .flat_map(|c| [(c * plane + pos, false), (c * plane + pos, true)])
                             .collect();
                         let dense =
-                            crown_sided(&graph, &inter.bounds, id, &sides, x0.view(), &delta);
-                        let window = crown_window_sided(
-                            &graph,
-                            &inter.bounds,
-                            id,
-                            &sides,
-                            x0.view(),
-                            &delta,
-                        );
+                            crown_sided(&graph, &inter.bounds, None, id, &sides, x0.view(), &delta);
+                        let window = crown_window_sided(&graph, &info.taps, &tables, id, &sides);
                         for (pair_d, pair_w) in dense
                             .exact_chunks(2)
                             .into_iter()
@@ -380,5 +548,9 @@ mod tests {
             }
         }
         assert!(checked > 100, "only {checked} neurons compared");
+        assert!(
+            hybrid_checked > 20,
+            "only {hybrid_checked} dense bounds compared"
+        );
     }
 }
