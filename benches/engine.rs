@@ -24,7 +24,13 @@ use upcc::ir::from_onnx::import;
 use upcc::ir::Graph;
 use upcc::semantics::check_file;
 
+/// The `upcc` binary's allocator, so the timings are the binary's (the system allocator
+/// page-faults the engine's large temporaries anew on every step).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    upcc::driver::process::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(100);
     // `cargo bench` passes `--bench`; any other non-number argument filters the models.
