@@ -392,13 +392,56 @@ pub(crate) fn conv_transpose_add(
     to: Rect,
     mut out: ArrayViewMut2<f64>,
 ) {
+    let step = chunk_rows(from.hh * from.ww * taps.ncols());
+    SCRATCH.with_borrow_mut(|scratch| {
+        let Scratch { pairs, t, cols } = scratch;
+        conv_transpose_chunks(
+            g,
+            taps,
+            layout,
+            a,
+            from,
+            to,
+            out.view_mut(),
+            step,
+            pairs,
+            t,
+            cols,
+        );
+    });
+}
+
+/// Buffers of [`conv_transpose_add`], kept per thread: a fresh multi-megabyte GEMM result per
+/// call would be page-faulted in (and zeroed by the kernel) every time.
+#[derive(Default)]
+struct Scratch {
+    pairs: Vec<(usize, usize)>,
+    t: Vec<f64>,
+    cols: Vec<f64>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_chunks(
+    g: &Window,
+    taps: &Array2<f64>,
+    layout: Layout,
+    a: ArrayView2<f64>,
+    from: Rect,
+    to: Rect,
+    mut out: ArrayViewMut2<f64>,
+    step: usize,
+    pairs: &mut Vec<(usize, usize)>,
+    t: &mut Vec<f64>,
+    cols: &mut Vec<f64>,
+) {
     let (cout, n) = taps.dim();
     let cin = g.cin;
     let npos = from.hh * from.ww;
     let plane = to.hh * to.ww;
-    let step = chunk_rows(npos * n);
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let mut t: Vec<f64> = Vec::new();
     let mut buffer = match layout {
         Layout::ChannelsFirst => vec![0.0; plane * cin],
         Layout::ChannelsLast => Vec::new(),
@@ -425,10 +468,13 @@ pub(crate) fn conv_transpose_add(
         if pairs.is_empty() {
             continue;
         }
-        let t_view = ArrayView2::from_shape((pairs.len(), cout), &t).expect("pairs × cout");
+        let t_view = ArrayView2::from_shape((pairs.len(), cout), &t[..]).expect("pairs × cout");
         count_gemm(pairs.len(), cout, n);
-        let cols = t_view.dot(taps);
-        let cols = cols.as_slice().expect("contiguous");
+        cols.resize(pairs.len() * n, 0.0);
+        let mut cols_view =
+            ArrayViewMut2::from_shape((pairs.len(), n), &mut cols[..]).expect("pairs × taps");
+        ndarray::linalg::general_mat_mul(1.0, &t_view, taps, 0.0, &mut cols_view);
+        let cols = &cols[..];
         // Pairs are grouped by row.
         let mut first = 0;
         while first < pairs.len() {
