@@ -109,6 +109,11 @@ pub(crate) fn count_gemm(m: usize, k: usize, n: usize) {
 /// Max elements of one im2col buffer; bounds memory for big layers.
 const COLS_BUDGET: usize = 1 << 21;
 
+/// Max elements of one conv transpose's GEMM result (2 MB): small enough to stay in cache for
+/// the pass that adds it into the rows (16 MB chunks made that pass stream from memory, costing
+/// Conv-big a third of its time).
+const TRANSPOSE_BUDGET: usize = 1 << 18;
+
 pub(crate) fn conv_window(graph: &Graph, node: &Node) -> Window {
     let input = graph.node(node.inputs[0]);
     match &node.op {
@@ -392,7 +397,7 @@ pub(crate) fn conv_transpose_add(
     to: Rect,
     mut out: ArrayViewMut2<f64>,
 ) {
-    let step = chunk_rows(from.hh * from.ww * taps.ncols());
+    let step = (TRANSPOSE_BUDGET / (from.hh * from.ww * taps.ncols()).max(1)).max(1);
     SCRATCH.with_borrow_mut(|scratch| {
         let Scratch { pairs, t, cols } = scratch;
         conv_transpose_chunks(

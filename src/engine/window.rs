@@ -97,11 +97,37 @@ fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
         None => value,
         Some(acc) => {
             let to = acc.win.union(value.win);
-            let mut acc = widen_to(acc, c, to);
-            acc.a += &widen_to(value, c, to).a;
-            acc
+            // Add the smaller into the one whose window holds both, if any.
+            let (mut big, small) = if acc.win == to {
+                (acc, value)
+            } else if value.win == to {
+                (value, acc)
+            } else {
+                (widen_to(acc, c, to), value)
+            };
+            add_into(&mut big, &small, c);
+            big
         }
     });
+}
+
+/// `big += small` where `big`'s window holds `small`'s.
+fn add_into(big: &mut WinRows, small: &WinRows, c: usize) {
+    let (dy, dx) = (small.win.y0 - big.win.y0, small.win.x0 - big.win.x0);
+    let run = small.win.ww * c;
+    if run == 0 {
+        return;
+    }
+    for (src, mut dst) in small.a.rows().into_iter().zip(big.a.rows_mut()) {
+        let src = src.as_slice().expect("contiguous rows");
+        let dst = dst.as_slice_mut().expect("contiguous rows");
+        for (yy, src) in src.chunks_exact(run).enumerate() {
+            let at = ((yy + dy) * big.win.ww + dx) * c;
+            for (d, v) in dst[at..at + run].iter_mut().zip(src) {
+                *d += v;
+            }
+        }
+    }
 }
 
 /// Conv weights as [`tap_matrix`], per conv node (`None` elsewhere), built once per graph.
@@ -137,6 +163,8 @@ pub(crate) struct SampleTables {
     x0: Vec<f64>,
     lo: Vec<f64>,
     hi: Vec<f64>,
+    /// `|x0| + max(|lo|, |hi|)`: the rounding-margin scale per input coordinate.
+    scale: Vec<f64>,
 }
 
 /// `v` (`[C, H, W]` order) reordered channels-last.
@@ -167,7 +195,8 @@ impl SampleTables {
                 relu: Vec::new(),
                 x0: empty.clone(),
                 lo: empty.clone(),
-                hi: empty,
+                hi: empty.clone(),
+                scale: empty,
             };
         }
         let shape = &graph.nodes[0].shape;
@@ -197,11 +226,20 @@ impl SampleTables {
                 Some(r)
             })
             .collect();
+        let (x0, lo, hi) = (
+            channels_last(x0, shape),
+            channels_last(delta.lo.view(), shape),
+            channels_last(delta.hi.view(), shape),
+        );
+        let scale = (0..x0.len())
+            .map(|n| x0[n].abs() + lo[n].abs().max(hi[n].abs()))
+            .collect();
         SampleTables {
             relu,
-            x0: channels_last(x0, shape),
-            lo: channels_last(delta.lo.view(), shape),
-            hi: channels_last(delta.hi.view(), shape),
+            x0,
+            lo,
+            hi,
+            scale,
         }
     }
 }
@@ -370,24 +408,54 @@ fn relax_relu(
     let run = win.ww * c;
     for (r, mut row) in wr.a.rows_mut().into_iter().enumerate() {
         let row = row.as_slice_mut().expect("contiguous rows");
-        let mut brow = 0.0;
-        let mut mrow = 0.0;
+        // Σ of the chord intercepts the negative coefficients pick up (≤ 0).
+        let mut picked = 0.0;
         for (yy, row) in row.chunks_exact_mut(run.max(1)).enumerate() {
             let at = ((win.y0 + yy) * w + win.x0) * c;
-            let lower = &relaxation.lower[at..at + run];
-            let upper = &relaxation.upper[at..at + run];
-            let intercept = &relaxation.intercept[at..at + run];
-            for (((c, &lo), &up), &t) in row.iter_mut().zip(lower).zip(upper).zip(intercept) {
-                let (pos, neg) = (c.max(0.0), c.min(0.0));
-                brow += neg * t;
-                mrow -= neg * t;
-                *c = pos * lo + neg * up;
-            }
+            picked += relax_run(
+                row,
+                &relaxation.lower[at..at + run],
+                &relaxation.upper[at..at + run],
+                &relaxation.intercept[at..at + run],
+            );
         }
-        bias[r] += brow;
-        mag[r] += mrow;
+        bias[r] += picked;
+        mag[r] -= picked;
     }
     wr
+}
+
+/// Relaxes one run of coefficients in place; returns `Σ min(c, 0)·intercept`. Four partial sums,
+/// so the loop vectorises.
+#[inline]
+fn relax_run(row: &mut [f64], lower: &[f64], upper: &[f64], intercept: &[f64]) -> f64 {
+    let relax = |c: &mut f64, lo: f64, up: f64, t: f64| {
+        let (pos, neg) = (c.max(0.0), c.min(0.0));
+        *c = pos * lo + neg * up;
+        neg * t
+    };
+    let mut partial = [0.0; 4];
+    let mut rows = row.chunks_exact_mut(4);
+    let (mut lo4, mut up4, mut t4) = (
+        lower.chunks_exact(4),
+        upper.chunks_exact(4),
+        intercept.chunks_exact(4),
+    );
+    for (((c, lo), up), t) in (&mut rows).zip(&mut lo4).zip(&mut up4).zip(&mut t4) {
+        for j in 0..4 {
+            partial[j] += relax(&mut c[j], lo[j], up[j], t[j]);
+        }
+    }
+    let mut sum = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+    let tails = lo4
+        .remainder()
+        .iter()
+        .zip(up4.remainder())
+        .zip(t4.remainder());
+    for (c, ((&lo, &up), &t)) in rows.into_remainder().iter_mut().zip(tails) {
+        sum += relax(c, lo, up, t);
+    }
+    sum
 }
 
 /// Pulls windowed rows of a conv output back to the conv input (its receptive field, clipped to
@@ -460,19 +528,47 @@ fn concretize_window(
             let a = a.as_slice().expect("contiguous rows");
             for (yy, coefs) in a.chunks_exact(run.max(1)).enumerate() {
                 let at = ((win.y0 + yy) * w + win.x0) * c;
-                let xs = &tables.x0[at..at + run];
-                let los = &tables.lo[at..at + run];
-                let his = &tables.hi[at..at + run];
-                for (((&coef, &x), &l), &u) in coefs.iter().zip(xs).zip(los).zip(his) {
-                    value += coef * x;
-                    slack += (coef * l).min(coef * u);
-                    m += coef.abs() * (x.abs() + l.abs().max(u.abs()));
-                }
+                let [v, s, mm] = concretize_run(coefs, tables, at);
+                value += v;
+                slack += s;
+                m += mm;
             }
         }
         lower[r] = finish_bound(value, slack, m).1;
     }
     lower
+}
+
+/// One run's `[Σ c·x, Σ min(c·lo, c·hi), Σ |c|·scale]` from table offset `at`, in four partial
+/// sums so the loop vectorises.
+#[inline]
+fn concretize_run(coefs: &[f64], tables: &SampleTables, at: usize) -> [f64; 3] {
+    let run = coefs.len();
+    let (xs, los) = (&tables.x0[at..at + run], &tables.lo[at..at + run]);
+    let (his, scales) = (&tables.hi[at..at + run], &tables.scale[at..at + run]);
+    let term = |c: f64, x: f64, l: f64, u: f64, sc: f64| [c * x, (c * l).min(c * u), c.abs() * sc];
+    let mut partial = [[0.0; 3]; 4];
+    let body = run / 4 * 4;
+    for k in (0..body).step_by(4) {
+        for (j, p) in partial.iter_mut().enumerate() {
+            let n = k + j;
+            let t = term(coefs[n], xs[n], los[n], his[n], scales[n]);
+            for (p, t) in p.iter_mut().zip(t) {
+                *p += t;
+            }
+        }
+    }
+    let mut sum = [0.0; 3];
+    for (i, s) in sum.iter_mut().enumerate() {
+        *s = (partial[0][i] + partial[1][i]) + (partial[2][i] + partial[3][i]);
+    }
+    for n in body..run {
+        let t = term(coefs[n], xs[n], los[n], his[n], scales[n]);
+        for (s, t) in sum.iter_mut().zip(t) {
+            *s += t;
+        }
+    }
+    sum
 }
 
 #[cfg(test)]
