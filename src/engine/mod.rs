@@ -16,6 +16,12 @@
 //!   `cpu::intermediate_pass`) shows per sample that no later relaxation changed, else the
 //!   sample is redone skipping only at the last layer. Either way the margin bounds are those
 //!   of the two-sided pass bit for bit (`skipped_far_sides_match_two_sided`).
+//!   Back-substitution for intermediate bounds of `[C, H, W]` nodes built by convolutions,
+//!   ReLUs, channel affine maps and additions runs on the window path (`window`): the rows of
+//!   the neurons at one spatial position cover only that position's receptive field at each
+//!   earlier layer, stored channels-last so a conv transpose moves contiguous channel runs.
+//!   Dense rows (of flat layers) continue on it, over the whole map, once they reach such nodes.
+//!   The margin rows of the final pass (and α-CROWN's) stay dense and channels-first.
 //! - [`BoundCache`]: shares intermediate bounds between properties, methods (CROWN and α-CROWN
 //!   share them) and, on disk, runs.
 //! - [`cpu::forward`] and [`cpu::vjp`]: batched concrete evaluation and input gradients;
