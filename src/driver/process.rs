@@ -1,19 +1,4 @@
-//! This process's resource use, for reports and benchmarks (Linux `/proc`; `None` elsewhere),
-//! and the allocator's tuning.
-
-/// Tells mimalloc (the `upcc` binary's and the benches' global allocator) never to return freed
-/// memory to the OS. Its default 10 ms purge delay makes the engine's large per-step temporaries
-/// fault in anew, zeroed by the kernel (up to a quarter of Conv-big's time); peak RSS is
-/// unchanged, since it is the high-water mark either way. Harmless under another allocator.
-pub fn keep_freed_memory() {
-    // mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 option enums).
-    const PURGE_DELAY: std::os::raw::c_int = 15;
-    extern "C" {
-        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-    }
-    // SAFETY: a plain setter of the statically linked mimalloc, valid at any time.
-    unsafe { mi_option_set(PURGE_DELAY, -1) }
-}
+//! This process's resource use, for reports and benchmarks (Linux `/proc`; `None` elsewhere).
 
 /// CPU seconds (user + system) of this process so far.
 pub fn cpu_seconds() -> Option<f64> {
