@@ -397,22 +397,78 @@ pub(crate) fn conv_transpose_add(
     to: Rect,
     mut out: ArrayViewMut2<f64>,
 ) {
-    let step = (TRANSPOSE_BUDGET / (from.hh * from.ww * taps.ncols()).max(1)).max(1);
-    SCRATCH.with_borrow_mut(|scratch| {
-        let Scratch { pairs, t, cols } = scratch;
-        conv_transpose_chunks(
-            g,
-            taps,
-            layout,
-            a,
-            from,
-            to,
-            out.view_mut(),
-            step,
-            pairs,
-            t,
-            cols,
-        );
+    SCRATCH.with_borrow_mut(|Scratch { pairs, t, cols }| {
+        let step = (TRANSPOSE_BUDGET / (from.hh * from.ww * taps.ncols()).max(1)).max(1);
+        let (cout, n) = taps.dim();
+        let cin = g.cin;
+        let npos = from.hh * from.ww;
+        let plane = to.hh * to.ww;
+        let mut buffer = match layout {
+            Layout::ChannelsFirst => vec![0.0; plane * cin],
+            Layout::ChannelsLast => Vec::new(),
+        };
+        for start in (0..a.nrows()).step_by(step) {
+            pairs.clear();
+            t.clear();
+            for r in start..(start + step).min(a.nrows()) {
+                let row = a.row(r);
+                let row = row.as_slice().expect("contiguous rows");
+                for q in 0..npos {
+                    let before = t.len();
+                    match layout {
+                        Layout::ChannelsFirst => t.extend((0..cout).map(|co| row[co * npos + q])),
+                        Layout::ChannelsLast => t.extend_from_slice(&row[q * cout..][..cout]),
+                    }
+                    if t[before..].iter().any(|v| *v != 0.0) {
+                        pairs.push((r, q));
+                    } else {
+                        t.truncate(before);
+                    }
+                }
+            }
+            if pairs.is_empty() {
+                continue;
+            }
+            let t_view = ArrayView2::from_shape((pairs.len(), cout), &t[..]).expect("pairs × cout");
+            count_gemm(pairs.len(), cout, n);
+            cols.resize(pairs.len() * n, 0.0);
+            let mut cols_view =
+                ArrayViewMut2::from_shape((pairs.len(), n), &mut cols[..]).expect("pairs × taps");
+            ndarray::linalg::general_mat_mul(1.0, &t_view, taps, 0.0, &mut cols_view);
+            let cols = &cols[..];
+            // Pairs are grouped by row.
+            let mut first = 0;
+            while first < pairs.len() {
+                let r = pairs[first].0;
+                let last = first + pairs[first..].iter().take_while(|p| p.0 == r).count();
+                let mut o = out.row_mut(r);
+                let o = o.as_slice_mut().expect("contiguous rows");
+                let acc: &mut [f64] = match layout {
+                    Layout::ChannelsFirst => {
+                        buffer.fill(0.0);
+                        &mut buffer
+                    }
+                    Layout::ChannelsLast => o,
+                };
+                let row_pairs = &pairs[first..last];
+                let row_cols = &cols[first * n..last * n];
+                add_columns(g, row_pairs, row_cols, from, to, acc);
+                if layout == Layout::ChannelsFirst {
+                    let mut o = out.row_mut(r);
+                    let o = o.as_slice_mut().expect("contiguous rows");
+                    // Blocks of 8 positions: the reads stay within 8 cache-resident runs.
+                    for p0 in (0..plane).step_by(8) {
+                        let block = &buffer[p0 * cin..(p0 + 8).min(plane) * cin];
+                        for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
+                            for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
+                                *d += src[ci];
+                            }
+                        }
+                    }
+                }
+                first = last;
+            }
+        }
     });
 }
 
@@ -427,92 +483,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv_transpose_chunks(
-    g: &Window,
-    taps: &Array2<f64>,
-    layout: Layout,
-    a: ArrayView2<f64>,
-    from: Rect,
-    to: Rect,
-    mut out: ArrayViewMut2<f64>,
-    step: usize,
-    pairs: &mut Vec<(usize, usize)>,
-    t: &mut Vec<f64>,
-    cols: &mut Vec<f64>,
-) {
-    let (cout, n) = taps.dim();
-    let cin = g.cin;
-    let npos = from.hh * from.ww;
-    let plane = to.hh * to.ww;
-    let mut buffer = match layout {
-        Layout::ChannelsFirst => vec![0.0; plane * cin],
-        Layout::ChannelsLast => Vec::new(),
-    };
-    for start in (0..a.nrows()).step_by(step) {
-        pairs.clear();
-        t.clear();
-        for r in start..(start + step).min(a.nrows()) {
-            let row = a.row(r);
-            let row = row.as_slice().expect("contiguous rows");
-            for q in 0..npos {
-                let before = t.len();
-                match layout {
-                    Layout::ChannelsFirst => t.extend((0..cout).map(|co| row[co * npos + q])),
-                    Layout::ChannelsLast => t.extend_from_slice(&row[q * cout..][..cout]),
-                }
-                if t[before..].iter().any(|v| *v != 0.0) {
-                    pairs.push((r, q));
-                } else {
-                    t.truncate(before);
-                }
-            }
-        }
-        if pairs.is_empty() {
-            continue;
-        }
-        let t_view = ArrayView2::from_shape((pairs.len(), cout), &t[..]).expect("pairs × cout");
-        count_gemm(pairs.len(), cout, n);
-        cols.resize(pairs.len() * n, 0.0);
-        let mut cols_view =
-            ArrayViewMut2::from_shape((pairs.len(), n), &mut cols[..]).expect("pairs × taps");
-        ndarray::linalg::general_mat_mul(1.0, &t_view, taps, 0.0, &mut cols_view);
-        let cols = &cols[..];
-        // Pairs are grouped by row.
-        let mut first = 0;
-        while first < pairs.len() {
-            let r = pairs[first].0;
-            let last = first + pairs[first..].iter().take_while(|p| p.0 == r).count();
-            let mut o = out.row_mut(r);
-            let o = o.as_slice_mut().expect("contiguous rows");
-            let acc: &mut [f64] = match layout {
-                Layout::ChannelsFirst => {
-                    buffer.fill(0.0);
-                    &mut buffer
-                }
-                Layout::ChannelsLast => o,
-            };
-            let row_pairs = &pairs[first..last];
-            let row_cols = &cols[first * n..last * n];
-            add_columns(g, row_pairs, row_cols, from, to, acc);
-            if layout == Layout::ChannelsFirst {
-                let mut o = out.row_mut(r);
-                let o = o.as_slice_mut().expect("contiguous rows");
-                // Blocks of 8 positions: the reads stay within 8 cache-resident runs.
-                for p0 in (0..plane).step_by(8) {
-                    let block = &buffer[p0 * cin..(p0 + 8).min(plane) * cin];
-                    for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
-                        for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
-                            *d += src[ci];
-                        }
-                    }
-                }
-            }
-            first = last;
-        }
-    }
 }
 
 /// Adds each pair's GEMM columns (`[kh·kw·cin]`, taps channels-last) over the pair's receptive

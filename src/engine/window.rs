@@ -169,15 +169,19 @@ pub(crate) struct SampleTables {
 
 /// `v` (`[C, H, W]` order) reordered channels-last.
 fn channels_last(v: ArrayView1<f64>, shape: &[usize]) -> Vec<f64> {
-    let (c, h, w) = dims(shape);
-    let plane = h * w;
     let mut out = vec![0.0; v.len()];
-    for (ch, values) in v.exact_chunks(plane).into_iter().enumerate() {
+    write_channels_last(v, shape, &mut out);
+    out
+}
+
+/// Writes `v` (`[C, H, W]` order) into `out` channels-last.
+fn write_channels_last(v: ArrayView1<f64>, shape: &[usize], out: &mut [f64]) {
+    let (c, h, w) = dims(shape);
+    for (ch, values) in v.exact_chunks(h * w).into_iter().enumerate() {
         for (at, &value) in values.iter().enumerate() {
             out[at * c + ch] = value;
         }
     }
-    out
 }
 
 impl SampleTables {
@@ -297,16 +301,12 @@ pub(crate) fn finish_dense_rows(
 ) -> Array1<f64> {
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
     for (k, a) in rows {
-        let (c, h, w) = dims(&graph.nodes[k].shape);
-        let plane = h * w;
+        let shape = &graph.nodes[k].shape;
+        let (c, h, w) = dims(shape);
         let mut hwc = Array2::zeros(a.dim());
         for (src, mut dst) in a.rows().into_iter().zip(hwc.rows_mut()) {
             let dst = dst.as_slice_mut().expect("contiguous rows");
-            for (ch, values) in src.exact_chunks(plane).into_iter().enumerate() {
-                for (at, &value) in values.iter().enumerate() {
-                    dst[at * c + ch] = value;
-                }
-            }
+            write_channels_last(src, shape, dst);
         }
         let win = Win {
             y0: 0,
