@@ -529,8 +529,8 @@ fn views(v: &[Array2<f64>]) -> Vec<ArrayView2<'_, f64>> {
     v.iter().map(|a| a.view()).collect()
 }
 
-/// IBP through one affine node, from the bounds of its inputs (widened for rounding).
-/// IBP of an affine node, with the magnitude its rounding margin was scaled by.
+/// IBP through one affine node, from the bounds of its inputs (widened for rounding), with the
+/// magnitude its rounding margin was scaled by.
 fn ibp_node(graph: &Graph, id: usize, bounds: &[Option<Interval>]) -> (Interval, Array1<f64>) {
     let node = &graph.nodes[id];
     let mut mids = Vec::new();
@@ -767,6 +767,9 @@ fn crown_sides(
     delta: &DeltaBox,
 ) -> Array1<f64> {
     let mut out = Array1::zeros(sides.len());
+    if sides.is_empty() {
+        return out;
+    }
     let tables = window::SampleTables::new(graph, &info.window, bounds, x0, delta);
     if info.window[id] {
         let shape = &graph.nodes[id].shape;
