@@ -770,7 +770,7 @@ fn crown_sides(
     if sides.is_empty() {
         return out;
     }
-    let tables = window::SampleTables::new(graph, &info.window, bounds, x0, delta);
+    let tables = window::SampleTables::new(graph, &info.window, bounds, id, x0, delta);
     if info.window[id] {
         let shape = &graph.nodes[id].shape;
         let plane = shape[1] * shape[2];

@@ -310,15 +310,13 @@ fn conv_pullback(
     }
     let (from, to) = (g.output_rect(), g.input_rect());
     let taps = tap_matrix(weight);
-    let layout = Layout::ChannelsFirst;
     if dense.len() == rows {
-        conv_transpose_add(g, &taps, layout, a, from, to, out.view_mut());
+        conv_transpose_add(g, &taps, a, from, to, out.view_mut());
     } else {
         let mut block = Array2::<f64>::zeros((dense.len(), out.ncols()));
         conv_transpose_add(
             g,
             &taps,
-            layout,
             a.select(Axis(0), &dense).view(),
             from,
             to,
@@ -373,25 +371,15 @@ pub(crate) fn tap_matrix(weight: &ndarray::Array4<f64>) -> Array2<f64> {
         .into_owned()
 }
 
-/// Layout of a `[C, hh, ww]` block of rows: channels-first (`c·hh·ww + y·ww + x`, the IR's) or
-/// channels-last (`(y·ww + x)·C + c`, the window path's).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Layout {
-    ChannelsFirst,
-    ChannelsLast,
-}
-
 /// Adds the conv transpose of rows `a` (`[m, cout·hh·ww]` over the rectangle `from` of the conv
 /// output) to `out` (`[m, cin·hh'·ww']` over the rectangle `to` of the conv input, which must
-/// cover the receptive field of `from`), both in `layout`; `taps` is [`tap_matrix`] of the
+/// cover the receptive field of `from`), both channels-first; `taps` is [`tap_matrix`] of the
 /// weight. The (row, position) pairs with a nonzero coefficient (dead ReLUs zero many) go through
 /// one GEMM `[pairs, cout] · taps[cout, kh·kw·cin]`; each pair's columns are then added as
-/// contiguous runs of `taps·cin` into a channels-last map: `out` itself, or a buffer transposed
-/// into `out` when it is channels-first.
-pub(crate) fn conv_transpose_add(
+/// contiguous runs of `taps·cin` into a channels-last buffer, transposed into `out`.
+fn conv_transpose_add(
     g: &Window,
     taps: &Array2<f64>,
-    layout: Layout,
     a: ArrayView2<f64>,
     from: Rect,
     to: Rect,
@@ -403,10 +391,7 @@ pub(crate) fn conv_transpose_add(
         let cin = g.cin;
         let npos = from.hh * from.ww;
         let plane = to.hh * to.ww;
-        let mut buffer = match layout {
-            Layout::ChannelsFirst => vec![0.0; plane * cin],
-            Layout::ChannelsLast => Vec::new(),
-        };
+        let mut buffer = vec![0.0; plane * cin];
         for start in (0..a.nrows()).step_by(step) {
             pairs.clear();
             t.clear();
@@ -415,10 +400,7 @@ pub(crate) fn conv_transpose_add(
                 let row = row.as_slice().expect("contiguous rows");
                 for q in 0..npos {
                     let before = t.len();
-                    match layout {
-                        Layout::ChannelsFirst => t.extend((0..cout).map(|co| row[co * npos + q])),
-                        Layout::ChannelsLast => t.extend_from_slice(&row[q * cout..][..cout]),
-                    }
+                    t.extend((0..cout).map(|co| row[co * npos + q]));
                     if t[before..].iter().any(|v| *v != 0.0) {
                         pairs.push((r, q));
                     } else {
@@ -441,28 +423,18 @@ pub(crate) fn conv_transpose_add(
             while first < pairs.len() {
                 let r = pairs[first].0;
                 let last = first + pairs[first..].iter().take_while(|p| p.0 == r).count();
-                let mut o = out.row_mut(r);
-                let o = o.as_slice_mut().expect("contiguous rows");
-                let acc: &mut [f64] = match layout {
-                    Layout::ChannelsFirst => {
-                        buffer.fill(0.0);
-                        &mut buffer
-                    }
-                    Layout::ChannelsLast => o,
-                };
+                buffer.fill(0.0);
                 let row_pairs = &pairs[first..last];
                 let row_cols = &cols[first * n..last * n];
-                add_columns(g, row_pairs, row_cols, from, to, acc);
-                if layout == Layout::ChannelsFirst {
-                    let mut o = out.row_mut(r);
-                    let o = o.as_slice_mut().expect("contiguous rows");
-                    // Blocks of 8 positions: the reads stay within 8 cache-resident runs.
-                    for p0 in (0..plane).step_by(8) {
-                        let block = &buffer[p0 * cin..(p0 + 8).min(plane) * cin];
-                        for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
-                            for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
-                                *d += src[ci];
-                            }
+                add_columns(g, row_pairs, row_cols, from, to, &mut buffer);
+                let mut o = out.row_mut(r);
+                let o = o.as_slice_mut().expect("contiguous rows");
+                // Blocks of 8 positions: the reads stay within 8 cache-resident runs.
+                for p0 in (0..plane).step_by(8) {
+                    let block = &buffer[p0 * cin..(p0 + 8).min(plane) * cin];
+                    for (ci, o) in o.chunks_exact_mut(plane).enumerate() {
+                        for (d, src) in o[p0..].iter_mut().zip(block.chunks_exact(cin)) {
+                            *d += src[ci];
                         }
                     }
                 }
@@ -749,5 +721,207 @@ pub fn jacobian_rows(
             Some((a, b))
         }
         _ => None,
+    }
+}
+
+/// `c = w · a`, or `c += w · a` when `accumulate`: `w` is `[n, k]`, `a` is `[k, r]` and `c` is
+/// `[n, r]`, all row-major and contiguous. The window path's conv transposes are many such
+/// products with small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (no
+/// packing) keeps them at the FMA units' pace.
+pub(crate) fn gemm_rows(
+    w: &[f64],
+    a: &[f64],
+    c: &mut [f64],
+    (n, k, r): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert!(w.len() >= n * k && a.len() >= k * r && c.len() >= n * r);
+    count_gemm(n, k, r);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features are present and the slices hold the shapes (asserted above).
+        unsafe { avx2::gemm_rows(w, a, c, (n, k, r), accumulate) };
+        return;
+    }
+    gemm_rows_portable(w, a, c, (n, k, r), accumulate, 0);
+}
+
+/// Columns `from..r` of [`gemm_rows`], in plain loops.
+fn gemm_rows_portable(
+    w: &[f64],
+    a: &[f64],
+    c: &mut [f64],
+    (n, k, r): (usize, usize, usize),
+    accumulate: bool,
+    from: usize,
+) {
+    for i in 0..n {
+        let row = &mut c[i * r..][..r];
+        if !accumulate {
+            row[from..].fill(0.0);
+        }
+        for kk in 0..k {
+            let wv = w[i * k + kk];
+            for (o, v) in row[from..].iter_mut().zip(&a[kk * r + from..(kk + 1) * r]) {
+                *o += wv * v;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// [`super::gemm_rows`] in 6 × 8 register tiles (12 accumulators), then 4-wide and scalar
+    /// column tails.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gemm_rows(
+        w: &[f64],
+        a: &[f64],
+        c: &mut [f64],
+        (n, k, r): (usize, usize, usize),
+        accumulate: bool,
+    ) {
+        let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
+        let r8 = r / 8 * 8;
+        let r4 = r / 4 * 4;
+        let mut i0 = 0;
+        while i0 < n {
+            let m = (n - i0).min(6);
+            let (wi, ci) = (w.add(i0 * k), c.add(i0 * r));
+            let mut j = 0;
+            while j < r8 {
+                match m {
+                    6 => tile8::<6>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                    5 => tile8::<5>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                    4 => tile8::<4>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                    3 => tile8::<3>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                    2 => tile8::<2>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                    _ => tile8::<1>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                }
+                j += 8;
+            }
+            if j < r4 {
+                for i in 0..m {
+                    tile4(wi.add(i * k), a.add(j), ci.add(i * r + j), k, r, accumulate);
+                }
+                j += 4;
+            }
+            // The same fused operations in the same order as the tiles, so a row's result does
+            // not depend on where it sits in the batch.
+            for i in 0..m {
+                for jj in j..r {
+                    let mut s = 0.0;
+                    for kk in 0..k {
+                        s = f64::mul_add(*wi.add(i * k + kk), *a.add(kk * r + jj), s);
+                    }
+                    let out = ci.add(i * r + jj);
+                    *out = if accumulate { s + *out } else { s };
+                }
+            }
+            i0 += m;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile8<const M: usize>(
+        w: *const f64,
+        a: *const f64,
+        c: *mut f64,
+        k: usize,
+        r: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_pd(); 2]; M];
+        for kk in 0..k {
+            let a0 = _mm256_loadu_pd(a.add(kk * r));
+            let a1 = _mm256_loadu_pd(a.add(kk * r + 4));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm256_broadcast_sd(&*w.add(i * k + kk));
+                acc[0] = _mm256_fmadd_pd(wv, a0, acc[0]);
+                acc[1] = _mm256_fmadd_pd(wv, a1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let out = c.add(i * r);
+            let (mut v0, mut v1) = (acc[0], acc[1]);
+            if accumulate {
+                v0 = _mm256_add_pd(v0, _mm256_loadu_pd(out));
+                v1 = _mm256_add_pd(v1, _mm256_loadu_pd(out.add(4)));
+            }
+            _mm256_storeu_pd(out, v0);
+            _mm256_storeu_pd(out.add(4), v1);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile4(
+        w: *const f64,
+        a: *const f64,
+        c: *mut f64,
+        k: usize,
+        r: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = _mm256_setzero_pd();
+        for kk in 0..k {
+            let wv = _mm256_broadcast_sd(&*w.add(kk));
+            acc = _mm256_fmadd_pd(wv, _mm256_loadu_pd(a.add(kk * r)), acc);
+        }
+        if accumulate {
+            acc = _mm256_add_pd(acc, _mm256_loadu_pd(c));
+        }
+        _mm256_storeu_pd(c, acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::build::Rng;
+
+    /// The kernel (AVX2 where the CPU has it) and its portable form against plain sums, on
+    /// shapes that hit every tile height and each column tail, writing and accumulating.
+    #[test]
+    fn gemm_rows_matches_plain_sums() {
+        let mut rng = Rng::new(7);
+        for (n, k, r) in [
+            (1, 1, 1),
+            (6, 3, 8),
+            (7, 5, 13),
+            (13, 17, 29),
+            (5, 0, 9),
+            (18, 32, 477),
+        ] {
+            let w: Vec<f64> = (0..n * k).map(|_| rng.uniform() - 0.5).collect();
+            let a: Vec<f64> = (0..k * r).map(|_| rng.uniform() - 0.5).collect();
+            let start: Vec<f64> = (0..n * r).map(|_| rng.uniform()).collect();
+            for (accumulate, portable) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let mut c = start.clone();
+                if portable {
+                    gemm_rows_portable(&w, &a, &mut c, (n, k, r), accumulate, 0);
+                } else {
+                    gemm_rows(&w, &a, &mut c, (n, k, r), accumulate);
+                }
+                for i in 0..n {
+                    for j in 0..r {
+                        let mut want = if accumulate { start[i * r + j] } else { 0.0 };
+                        for kk in 0..k {
+                            want += w[i * k + kk] * a[kk * r + j];
+                        }
+                        let got = c[i * r + j];
+                        assert!(
+                            (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                            "{got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

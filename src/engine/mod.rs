@@ -19,8 +19,10 @@
 //!   Back-substitution for intermediate bounds of `[C, H, W]` nodes built by convolutions,
 //!   ReLUs, channel affine maps and additions runs on the window path (`window`): the rows of
 //!   the neurons at one spatial position cover only that position's receptive field at each
-//!   earlier layer, stored channels-last so a conv transpose moves contiguous channel runs.
-//!   Dense rows (of flat layers) continue on it, over the whole map, once they reach such nodes.
+//!   earlier layer, and keep only the neurons whose coefficient can matter (dead ReLUs multiply
+//!   theirs by zero), neuron-major, so a conv transpose is a few small GEMMs over live neurons
+//!   per input position. Dense rows (of flat layers) continue on it, over the whole map, once
+//!   they reach such nodes.
 //!   The margin rows of the final pass (and α-CROWN's) stay dense and channels-first.
 //! - [`BoundCache`]: shares intermediate bounds between properties, methods (CROWN and α-CROWN
 //!   share them) and, on disk, runs.

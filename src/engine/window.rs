@@ -2,23 +2,92 @@
 //! ("patches") functionals: the rows for the neurons at one spatial position only cover that
 //! position's receptive field at every earlier layer, so each pass costs the receptive field, not
 //! the whole feature map. Same relaxation and arithmetic as the dense path in `cpu.rs`
-//! (coefficients outside the window are exactly zero there). Windowed rows are channels-last
-//! (`(y·ww + x)·C + c`), so a conv transpose reads and writes each position's channels as one
-//! contiguous run; only the input node's concretisation maps back to the IR's `[C, H, W]` order.
+//! (coefficients outside the window are exactly zero there).
+//!
+//! Rows keep only the neurons whose coefficient can matter (each node's [`Support`]): a ReLU's
+//! rows drop its dead neurons (relaxed to zero), and a node feeding only ReLUs, additions or
+//! channel maps gets nothing else from them. They are stored neuron-major (`[neurons, rows]`,
+//! neurons position-major, channels ascending), so a window row of positions is one contiguous
+//! block and a conv transpose is, per kept input position and kernel row, one small GEMM
+//! `W[kept inputs, kept outputs reached] · rows[kept outputs reached]` ([`gemm_rows`]); with
+//! half the neurons of each layer dead this is a quarter of the dense work.
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::{conv_transpose_add, conv_window, tap_matrix, Layout, Rect};
+use super::linop::{conv_window, gemm_rows, tap_matrix, Rect};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
 use ndarray::{Array1, Array2, ArrayView1};
+use std::sync::Arc;
 
 /// All channels, rows `y0..y0+hh`, columns `x0..x0+ww` of a `[C, H, W]` node.
 type Win = Rect;
 
-/// Rows over a window: `a` is `[rows, hh·ww·C]`, channels-last.
+/// Rows over a window, neuron-major: `a` is `[kept neurons of the window, rows]`, the neurons
+/// position-major (see [`Support`]), so a run of positions is one contiguous block.
 struct WinRows {
     win: Win,
     a: Array2<f64>,
+}
+
+impl Drop for WinRows {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.a));
+    }
+}
+
+/// Freed row buffers, kept per thread for the next rows: fresh multi-megabyte allocations are
+/// page-faulted in and zeroed by the kernel every time (a fifth of the time otherwise).
+struct Pool {
+    buffers: Vec<Vec<f64>>,
+    bytes: usize,
+}
+
+/// At most this many bytes of free buffers per thread.
+const POOL_BYTES: usize = 512 << 20;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> =
+        const { std::cell::RefCell::new(Pool { buffers: Vec::new(), bytes: 0 }) };
+}
+
+/// A `[rows, cols]` array from the pool: zeros, or (`zero` false) values the caller overwrites.
+fn pooled(rows: usize, cols: usize, zero: bool) -> Array2<f64> {
+    let len = rows * cols;
+    let reused = POOL.with_borrow_mut(|pool| {
+        let best = (0..pool.buffers.len())
+            .filter(|&i| pool.buffers[i].capacity() >= len)
+            .min_by_key(|&i| pool.buffers[i].capacity())?;
+        let v = pool.buffers.swap_remove(best);
+        pool.bytes -= v.capacity() * 8;
+        Some(v)
+    });
+    let mut v = reused.unwrap_or_default();
+    if zero {
+        v.clear();
+    } else {
+        v.truncate(len);
+    }
+    v.resize(len, 0.0);
+    Array2::from_shape_vec((rows, cols), v).expect("rows × cols")
+}
+
+/// Returns `a`'s buffer to the pool, evicting the smallest buffers past [`POOL_BYTES`].
+fn recycle(a: Array2<f64>) {
+    let (v, _) = a.into_raw_vec_and_offset();
+    let bytes = v.capacity() * 8;
+    if !((64 << 10)..=POOL_BYTES).contains(&bytes) {
+        return;
+    }
+    POOL.with_borrow_mut(|pool| {
+        pool.bytes += bytes;
+        pool.buffers.push(v);
+        while pool.bytes > POOL_BYTES {
+            let smallest = (0..pool.buffers.len())
+                .min_by_key(|&i| pool.buffers[i].capacity())
+                .expect("nonempty");
+            pool.bytes -= pool.buffers.swap_remove(smallest).capacity() * 8;
+        }
+    });
 }
 
 /// Which nodes the window path handles: `[C, H, W]` nodes built from the input by convolutions,
@@ -45,54 +114,76 @@ fn dims(shape: &[usize]) -> (usize, usize, usize) {
     (shape[0], shape[1], shape[2])
 }
 
-/// Copies `wr` (of a node with `c` channels) into the larger window `to`.
-fn widen_to(wr: WinRows, c: usize, to: Win) -> WinRows {
+/// Which neurons of a `[C, H, W]` node its window rows keep, position-major: the kept channels
+/// of position `p = y·W + x` are `channels[offsets[p]..offsets[p + 1]]`, ascending. A row's
+/// coefficients on the other neurons are zero or never matter (a dead ReLU multiplies them by
+/// zero), so rows carry one column per kept neuron of their window.
+pub(crate) struct Support {
+    w: usize,
+    offsets: Vec<usize>,
+    channels: Vec<u32>,
+}
+
+impl Support {
+    /// The neurons where `keep` (channels-last flags) holds, of a node of `shape`.
+    fn from_flags(shape: &[usize], keep: &[bool]) -> Self {
+        let (c, h, w) = dims(shape);
+        let mut offsets = Vec::with_capacity(h * w + 1);
+        let mut channels = Vec::new();
+        offsets.push(0);
+        for flags in keep.chunks_exact(c.max(1)).take(h * w) {
+            channels.extend((0..c as u32).filter(|&ch| flags[ch as usize]));
+            offsets.push(channels.len());
+        }
+        offsets.resize(h * w + 1, channels.len());
+        Support {
+            w,
+            offsets,
+            channels,
+        }
+    }
+
+    /// Kept neurons (their indices in `channels`) of row `y`, columns `x0..x0 + ww`.
+    #[inline]
+    fn run(&self, y: usize, x0: usize, ww: usize) -> std::ops::Range<usize> {
+        let p = y * self.w + x0;
+        self.offsets[p]..self.offsets[p + ww]
+    }
+
+    /// Column where each window row `yy` starts in rows over `win`, and the total width last.
+    fn col_starts(&self, win: Win) -> Vec<usize> {
+        let mut starts = Vec::with_capacity(win.hh + 1);
+        let mut at = 0;
+        starts.push(0);
+        for yy in 0..win.hh {
+            at += self.run(win.y0 + yy, win.x0, win.ww).len();
+            starts.push(at);
+        }
+        starts
+    }
+
+    /// The kept-neuron index of each column of rows over `win`.
+    fn columns(&self, win: Win) -> impl Iterator<Item = usize> + '_ {
+        (0..win.hh).flat_map(move |yy| self.run(win.y0 + yy, win.x0, win.ww))
+    }
+}
+
+/// Copies `wr` (rows in `support`) into the larger window `to`.
+fn widen_to(wr: WinRows, support: &Support, to: Win) -> WinRows {
     if wr.win == to {
         return wr;
     }
-    let rows = wr.a.nrows();
-    let mut a = Array2::zeros((rows, c * to.hh * to.ww));
-    let (dy, dx) = (wr.win.y0 - to.y0, wr.win.x0 - to.x0);
-    let run = wr.win.ww * c;
-    for (src, mut dst) in wr.a.rows().into_iter().zip(a.rows_mut()) {
-        let src = src.as_slice().expect("contiguous rows");
-        let dst = dst.as_slice_mut().expect("contiguous rows");
-        for yy in 0..wr.win.hh {
-            let at = ((yy + dy) * to.ww + dx) * c;
-            dst[at..at + run].copy_from_slice(&src[yy * run..][..run]);
-        }
-    }
-    WinRows { win: to, a }
+    let a = pooled(
+        *support.col_starts(to).last().expect("starts"),
+        wr.a.ncols(),
+        true,
+    );
+    let mut big = WinRows { win: to, a };
+    add_into(&mut big, &wr, support);
+    big
 }
 
-/// Per-row sums of `a` and of `|a|` per channel of channels-last rows with `c` channels, each
-/// times `weights[ch]` (resp. `|weights[ch]|`), added to `bias` and `mag`.
-fn add_channel_terms(
-    a: &Array2<f64>,
-    c: usize,
-    weights: &Array1<f64>,
-    bias: &mut Array1<f64>,
-    mag: &mut Array1<f64>,
-) {
-    let (mut sums, mut abs) = (vec![0.0; c], vec![0.0; c]);
-    for (r, row) in a.rows().into_iter().enumerate() {
-        let row = row.as_slice().expect("contiguous rows");
-        sums.fill(0.0);
-        abs.fill(0.0);
-        for position in row.chunks_exact(c) {
-            for ((s, m), v) in sums.iter_mut().zip(abs.iter_mut()).zip(position) {
-                *s += v;
-                *m += v.abs();
-            }
-        }
-        for ch in 0..c {
-            bias[r] += sums[ch] * weights[ch];
-            mag[r] += abs[ch] * weights[ch].abs();
-        }
-    }
-}
-
-fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
+fn accumulate(slot: &mut Option<WinRows>, value: WinRows, support: &Support) {
     *slot = Some(match slot.take() {
         None => value,
         Some(acc) => {
@@ -103,31 +194,107 @@ fn accumulate(slot: &mut Option<WinRows>, value: WinRows, c: usize) {
             } else if value.win == to {
                 (value, acc)
             } else {
-                (widen_to(acc, c, to), value)
+                (widen_to(acc, support, to), value)
             };
-            add_into(&mut big, &small, c);
+            add_into(&mut big, &small, support);
             big
         }
     });
 }
 
-/// `big += small` where `big`'s window holds `small`'s.
-fn add_into(big: &mut WinRows, small: &WinRows, c: usize) {
-    let (dy, dx) = (small.win.y0 - big.win.y0, small.win.x0 - big.win.x0);
-    let run = small.win.ww * c;
-    if run == 0 {
-        return;
-    }
-    for (src, mut dst) in small.a.rows().into_iter().zip(big.a.rows_mut()) {
-        let src = src.as_slice().expect("contiguous rows");
-        let dst = dst.as_slice_mut().expect("contiguous rows");
-        for (yy, src) in src.chunks_exact(run).enumerate() {
-            let at = ((yy + dy) * big.win.ww + dx) * c;
-            for (d, v) in dst[at..at + run].iter_mut().zip(src) {
-                *d += v;
-            }
+/// `big += small`, both rows in `support`, where `big`'s window holds `small`'s.
+fn add_into(big: &mut WinRows, small: &WinRows, support: &Support) {
+    let (small_cols, big_cols) = (support.col_starts(small.win), support.col_starts(big.win));
+    // (source column, destination column, length) of each window row of `small`.
+    let runs: Vec<(usize, usize, usize)> = (0..small.win.hh)
+        .map(|yy| {
+            let y = small.win.y0 + yy;
+            let run = support.run(y, small.win.x0, small.win.ww);
+            let base = support.run(y, big.win.x0, big.win.ww).start;
+            let at = big_cols[y - big.win.y0] + run.start - base;
+            (small_cols[yy], at, run.len())
+        })
+        .filter(|r| r.2 > 0)
+        .collect();
+    let rows = small.a.ncols();
+    let src = small.a.as_slice().expect("standard layout");
+    let dst = big.a.as_slice_mut().expect("standard layout");
+    for &(from, to, len) in &runs {
+        let (src, dst) = (
+            &src[from * rows..][..len * rows],
+            &mut dst[to * rows..][..len * rows],
+        );
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d += v;
         }
     }
+}
+
+/// Rows `wr` kept on `from` re-expressed on `to`, the same node's support of another consumer:
+/// columns `to` lacks are dropped (their neurons never matter there), missing ones are zero.
+fn convert(wr: WinRows, from: &Arc<Support>, to: &Arc<Support>, c: usize) -> WinRows {
+    if Arc::ptr_eq(from, to) {
+        return wr;
+    }
+    let (win, rows) = (wr.win, wr.a.ncols());
+    let mut slot = vec![usize::MAX; c];
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let (mut src, mut dst) = (0, 0);
+    for yy in 0..win.hh {
+        for xx in 0..win.ww {
+            let (y, x) = (win.y0 + yy, win.x0 + xx);
+            let target = to.run(y, x, 1);
+            for (k, &ch) in to.channels[target.clone()].iter().enumerate() {
+                slot[ch as usize] = dst + k;
+            }
+            let source = from.run(y, x, 1);
+            for (k, &ch) in from.channels[source.clone()].iter().enumerate() {
+                if slot[ch as usize] != usize::MAX {
+                    pairs.push((src + k, slot[ch as usize]));
+                }
+            }
+            for &ch in &to.channels[target.clone()] {
+                slot[ch as usize] = usize::MAX;
+            }
+            src += source.len();
+            dst += target.len();
+        }
+    }
+    let mut a = pooled(dst, rows, true);
+    for &(i, j) in &pairs {
+        a.row_mut(j).assign(&wr.a.row(i));
+    }
+    WinRows { win, a }
+}
+
+/// Per row, `Σ a·weight` and `Σ |a|·|weight|` over the kept neurons, added to `bias` and `mag`.
+fn add_column_terms(
+    a: &Array2<f64>,
+    weights: &[f64],
+    bias: &mut Array1<f64>,
+    mag: &mut Array1<f64>,
+) {
+    let bias = bias.as_slice_mut().expect("contiguous");
+    let mag = mag.as_slice_mut().expect("contiguous");
+    for (coefs, &w) in a.rows().into_iter().zip(weights) {
+        if w == 0.0 {
+            continue;
+        }
+        let coefs = coefs.as_slice().expect("standard layout");
+        let wa = w.abs();
+        for ((b, m), &c) in bias.iter_mut().zip(mag.iter_mut()).zip(coefs) {
+            *b += c * w;
+            *m += c.abs() * wa;
+        }
+    }
+}
+
+/// `per_channel[ch]` for each column of rows over `win` kept on `support`.
+fn column_values(support: &Support, win: Win, per_channel: &[f64]) -> Vec<f64> {
+    support
+        .columns(win)
+        .map(|k| per_channel[support.channels[k] as usize])
+        .collect()
 }
 
 /// Conv weights as [`tap_matrix`], per conv node (`None` elsewhere), built once per graph.
@@ -148,7 +315,7 @@ impl TapMatrices {
     }
 }
 
-/// One ReLU's CROWN relaxation per neuron, channels-last: lower slope, chord slope, chord
+/// One ReLU's CROWN relaxation per kept neuron of its support: lower slope, chord slope, chord
 /// intercept (stable neurons exact).
 struct Relaxation {
     lower: Vec<f64>,
@@ -156,9 +323,11 @@ struct Relaxation {
     intercept: Vec<f64>,
 }
 
-/// What the window path reads at every position of one sample, channels-last: the relaxation of
-/// each window-path ReLU whose input bounds are known, and the input point and box.
+/// What the window path reads at every position of one sample: the support of every window-path
+/// node's rows, the relaxation of each window-path ReLU whose input bounds are known, and the
+/// input point and box, all per kept neuron.
 pub(crate) struct SampleTables {
+    support: Vec<Option<Arc<Support>>>,
     relu: Vec<Option<Relaxation>>,
     x0: Vec<f64>,
     lo: Vec<f64>,
@@ -169,41 +338,119 @@ pub(crate) struct SampleTables {
 
 /// `v` (`[C, H, W]` order) reordered channels-last.
 fn channels_last(v: ArrayView1<f64>, shape: &[usize]) -> Vec<f64> {
-    let mut out = vec![0.0; v.len()];
-    write_channels_last(v, shape, &mut out);
-    out
-}
-
-/// Writes `v` (`[C, H, W]` order) into `out` channels-last.
-fn write_channels_last(v: ArrayView1<f64>, shape: &[usize], out: &mut [f64]) {
     let (c, h, w) = dims(shape);
+    let mut out = vec![0.0; v.len()];
     for (ch, values) in v.exact_chunks(h * w).into_iter().enumerate() {
         for (at, &value) in values.iter().enumerate() {
             out[at * c + ch] = value;
         }
     }
+    out
+}
+
+/// `values` (channels-last) at the kept neurons of `support`.
+fn kept(support: &Support, c: usize, values: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(support.channels.len());
+    for (p, pair) in support.offsets.windows(2).enumerate() {
+        out.extend(
+            support.channels[pair[0]..pair[1]]
+                .iter()
+                .map(|&ch| values[p * c + ch as usize]),
+        );
+    }
+    out
+}
+
+/// The support of each window-path node's rows for bounding node `open` (whose ReLUs are not
+/// relaxed yet): a ReLU's rows keep its live neurons (upper bound > 0); any other node's keep
+/// what its consumers can put there (a ReLU, add or channel affine passes its own support; a conv
+/// transpose writes every neuron; rows from off the window path are dense).
+fn supports(
+    graph: &Graph,
+    window: &[bool],
+    bounds: &[Option<Interval>],
+    open: usize,
+) -> Vec<Option<Arc<Support>>> {
+    let n = graph.nodes.len();
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (k, node) in graph.nodes.iter().enumerate() {
+        for i in &node.inputs {
+            consumers[i.index()].push(k);
+        }
+    }
+    let mut flags: Vec<Vec<bool>> = vec![Vec::new(); n];
+    let mut out: Vec<Option<Arc<Support>>> = vec![None; n];
+    for k in (0..n).rev() {
+        if !window[k] {
+            continue;
+        }
+        let node = &graph.nodes[k];
+        let size = node.numel();
+        let live = match (&node.op, node.inputs.first()) {
+            (Op::Relu, Some(p)) if p.index() != open => bounds[p.index()].as_ref().map(|(_, u)| {
+                channels_last(u.view(), &node.shape)
+                    .iter()
+                    .map(|&u| u > 0.0)
+                    .collect::<Vec<bool>>()
+            }),
+            _ => None,
+        };
+        let mut keep = vec![false; size];
+        let mut share = None;
+        for &c in &consumers[k] {
+            let passes = window[c]
+                && matches!(
+                    graph.nodes[c].op,
+                    Op::Relu | Op::Add | Op::ChannelAffine { .. }
+                );
+            if passes {
+                for (f, &g) in keep.iter_mut().zip(&flags[c]) {
+                    *f |= g;
+                }
+                share.get_or_insert(c);
+            } else {
+                keep.fill(true);
+            }
+        }
+        if consumers[k].is_empty() || k == open {
+            keep.fill(true);
+        }
+        if let Some(live) = live {
+            for (f, l) in keep.iter_mut().zip(live) {
+                *f &= l;
+            }
+        }
+        out[k] = Some(match share {
+            Some(c) if flags[c] == keep => out[c].clone().expect("consumer support"),
+            _ => Arc::new(Support::from_flags(&node.shape, &keep)),
+        });
+        flags[k] = keep;
+    }
+    out
 }
 
 impl SampleTables {
+    /// The tables for bounding node `open`.
     pub(crate) fn new(
         graph: &Graph,
         window: &[bool],
         bounds: &[Option<Interval>],
+        open: usize,
         x0: ArrayView1<f64>,
         delta: &DeltaBox,
     ) -> Self {
         if !window[0] {
             // Not a `[C, H, W]` input: no window path.
-            let empty = Vec::new();
             return SampleTables {
+                support: Vec::new(),
                 relu: Vec::new(),
-                x0: empty.clone(),
-                lo: empty.clone(),
-                hi: empty.clone(),
-                scale: empty,
+                x0: Vec::new(),
+                lo: Vec::new(),
+                hi: Vec::new(),
+                scale: Vec::new(),
             };
         }
-        let shape = &graph.nodes[0].shape;
+        let support = supports(graph, window, bounds, open);
         let relu = graph
             .nodes
             .iter()
@@ -211,13 +458,13 @@ impl SampleTables {
             .map(|(k, node)| {
                 let p = node.inputs.first()?.index();
                 let (l, u) = bounds[p].as_ref()?;
-                if !(matches!(node.op, Op::Relu) && window[k]) {
+                if !(matches!(node.op, Op::Relu) && window[k]) || p == open {
                     return None;
                 }
-                let (l, u) = (
-                    channels_last(l.view(), &node.shape),
-                    channels_last(u.view(), &node.shape),
-                );
+                let s = support[k].as_ref().expect("window node");
+                let c = node.shape[0];
+                let l = kept(s, c, &channels_last(l.view(), &node.shape));
+                let u = kept(s, c, &channels_last(u.view(), &node.shape));
                 let count = l.len();
                 let mut r = Relaxation {
                     lower: vec![0.0; count],
@@ -230,15 +477,15 @@ impl SampleTables {
                 Some(r)
             })
             .collect();
-        let (x0, lo, hi) = (
-            channels_last(x0, shape),
-            channels_last(delta.lo.view(), shape),
-            channels_last(delta.hi.view(), shape),
-        );
+        let shape = &graph.nodes[0].shape;
+        let s = support[0].as_ref().expect("window input");
+        let table = |v: ArrayView1<f64>| kept(s, shape[0], &channels_last(v, shape));
+        let (x0, lo, hi) = (table(x0), table(delta.lo.view()), table(delta.hi.view()));
         let scale = (0..x0.len())
             .map(|n| x0[n].abs() + lo[n].abs().max(hi[n].abs()))
             .collect();
         SampleTables {
+            support,
             relu,
             x0,
             lo,
@@ -246,11 +493,15 @@ impl SampleTables {
             scale,
         }
     }
+
+    fn support(&self, k: usize) -> &Arc<Support> {
+        self.support[k].as_ref().expect("window-path node")
+    }
 }
 
 /// CROWN bounds of neurons of node `id` at one spatial position (`window_nodes(graph)[id]` must
 /// hold), one per `(neuron, upper)`: the lower bound, or the upper bound where `upper`.
-/// `tables` must hold the relaxation of every ReLU before `id`.
+/// `tables` must be those for bounding `id`.
 pub(crate) fn crown_window_sided(
     graph: &Graph,
     taps: &TapMatrices,
@@ -262,11 +513,19 @@ pub(crate) fn crown_window_sided(
     let plane = h * w;
     let m = sides.len();
     let pos = sides[0].0 % plane;
+    let support = tables.support(id);
+    let run = support.run(pos / w, pos % w, 1);
+    debug_assert_eq!(run.len(), c, "the bounded node keeps every neuron");
     // An upper bound is minus the lower bound of the negated neuron.
-    let mut seed = Array2::zeros((m, c));
+    let mut seed = Array2::zeros((run.len(), m));
     for (r, &(i, upper)) in sides.iter().enumerate() {
         debug_assert_eq!(i % plane, pos);
-        seed[[r, i / plane]] = if upper { -1.0 } else { 1.0 };
+        let ch = (i / plane) as u32;
+        let col = support.channels[run.clone()]
+            .iter()
+            .position(|&k| k == ch)
+            .expect("the bounded node keeps every neuron");
+        seed[[col, r]] = if upper { -1.0 } else { 1.0 };
     }
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
     pending[id] = Some(WinRows {
@@ -301,26 +560,33 @@ pub(crate) fn finish_dense_rows(
 ) -> Array1<f64> {
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
     for (k, a) in rows {
-        let shape = &graph.nodes[k].shape;
-        let (c, h, w) = dims(shape);
-        let mut hwc = Array2::zeros(a.dim());
-        for (src, mut dst) in a.rows().into_iter().zip(hwc.rows_mut()) {
-            let dst = dst.as_slice_mut().expect("contiguous rows");
-            write_channels_last(src, shape, dst);
-        }
+        let (c, h, w) = dims(&graph.nodes[k].shape);
         let win = Win {
             y0: 0,
             x0: 0,
             hh: h,
             ww: w,
         };
-        accumulate(&mut pending[k], WinRows { win, a: hwc }, c);
+        let support = tables.support(k);
+        // The IR index (c·H·W + position) of each kept column.
+        let mut source = Vec::with_capacity(support.channels.len());
+        for (p, pair) in support.offsets.windows(2).enumerate() {
+            let channels = &support.channels[pair[0]..pair[1]];
+            source.extend(channels.iter().map(|&ch| ch as usize * h * w + p));
+        }
+        let _ = c;
+        let mut kept_rows = pooled(source.len(), a.nrows(), false);
+        for (mut dst, &i) in kept_rows.rows_mut().into_iter().zip(&source) {
+            dst.assign(&a.column(i));
+        }
+        accumulate(&mut pending[k], WinRows { win, a: kept_rows }, support);
     }
     pull_back_windows(graph, taps, tables, pending, bias, mag)
 }
 
-/// Pulls the windowed rows in `pending` (at window-path nodes) back to the input, adding their
-/// constant terms to `bias` and `mag`, and returns each row's lower bound over the box.
+/// Pulls the windowed rows in `pending` (at window-path nodes, each on its node's support) back
+/// to the input, adding their constant terms to `bias` and `mag`, and returns each row's lower
+/// bound over the box.
 fn pull_back_windows(
     graph: &Graph,
     taps: &TapMatrices,
@@ -334,35 +600,37 @@ fn pull_back_windows(
             continue;
         };
         let node = &graph.nodes[k];
+        let support = tables.support(k);
+        let pass_on = |wr: WinRows, p: usize, pending: &mut Vec<Option<WinRows>>| {
+            let to = tables.support(p);
+            let wr = convert(wr, support, to, graph.nodes[p].shape[0]);
+            accumulate(&mut pending[p], wr, to);
+        };
         match &node.op {
             Op::Relu => {
-                let p = node.inputs[0].index();
                 let relaxation = tables.relu[k]
                     .as_ref()
                     .expect("pre-activation bounds computed");
-                let out = relax_relu(wr, &node.shape, relaxation, &mut bias, &mut mag);
-                accumulate(&mut pending[p], out, c_of(graph, p));
+                let out = relax_relu(wr, support, relaxation, &mut bias, &mut mag);
+                pass_on(out, node.inputs[0].index(), &mut pending);
             }
             Op::ChannelAffine { scale, shift } => {
                 let mut wr = wr;
-                let c = scale.len();
-                add_channel_terms(&wr.a, c, shift, &mut bias, &mut mag);
-                for mut row in wr.a.rows_mut() {
-                    let row = row.as_slice_mut().expect("contiguous rows");
-                    for position in row.chunks_exact_mut(c) {
-                        for (v, s) in position.iter_mut().zip(scale) {
-                            *v *= s;
-                        }
-                    }
+                let shift = column_values(support, wr.win, shift.as_slice().expect("contiguous"));
+                add_column_terms(&wr.a, &shift, &mut bias, &mut mag);
+                let scale = column_values(support, wr.win, scale.as_slice().expect("contiguous"));
+                for (mut coefs, s) in wr.a.rows_mut().into_iter().zip(&scale) {
+                    coefs *= *s;
                 }
-                let p = node.inputs[0].index();
-                accumulate(&mut pending[p], wr, c_of(graph, p));
+                pass_on(wr, node.inputs[0].index(), &mut pending);
             }
             Op::Conv2d { .. } => {
                 let p = node.inputs[0].index();
                 let tap = taps.0[k].as_ref().expect("tap matrix of a conv node");
-                let out = conv_pullback_window(wr, graph, node, tap, &mut bias, &mut mag);
-                accumulate(&mut pending[p], out, c_of(graph, p));
+                let to = tables.support(p);
+                let out =
+                    conv_pullback_window(wr, graph, node, tap, support, to, &mut bias, &mut mag);
+                accumulate(&mut pending[p], out, to);
             }
             Op::Add => {
                 let (last, rest) = node.inputs.split_last().expect("add has inputs");
@@ -371,100 +639,65 @@ fn pull_back_windows(
                         win: wr.win,
                         a: wr.a.clone(),
                     };
-                    accumulate(
-                        &mut pending[input.index()],
-                        copy,
-                        c_of(graph, input.index()),
-                    );
+                    pass_on(copy, input.index(), &mut pending);
                 }
-                accumulate(&mut pending[last.index()], wr, c_of(graph, last.index()));
+                pass_on(wr, last.index(), &mut pending);
             }
             _ => unreachable!("window_nodes admits only conv, relu, channel affine and add"),
         }
     }
-    concretize_window(
-        pending[0].take(),
-        &graph.nodes[0].shape,
-        &bias,
-        &mag,
-        tables,
-    )
-}
-
-fn c_of(graph: &Graph, id: usize) -> usize {
-    graph.nodes[id].shape[0]
+    concretize_window(pending[0].take(), tables, &bias, &mag)
 }
 
 /// CROWN's ReLU relaxation (chord above, slope 0 or 1 below) applied to windowed rows.
 fn relax_relu(
     mut wr: WinRows,
-    shape: &[usize],
+    support: &Support,
     relaxation: &Relaxation,
     bias: &mut Array1<f64>,
     mag: &mut Array1<f64>,
 ) -> WinRows {
-    let (c, _, w) = dims(shape);
-    let win = wr.win;
-    let run = win.ww * c;
-    for (r, mut row) in wr.a.rows_mut().into_iter().enumerate() {
-        let row = row.as_slice_mut().expect("contiguous rows");
-        // Σ of the chord intercepts the negative coefficients pick up (≤ 0).
-        let mut picked = 0.0;
-        for (yy, row) in row.chunks_exact_mut(run.max(1)).enumerate() {
-            let at = ((win.y0 + yy) * w + win.x0) * c;
-            picked += relax_run(
-                row,
-                &relaxation.lower[at..at + run],
-                &relaxation.upper[at..at + run],
-                &relaxation.intercept[at..at + run],
-            );
+    // Σ per row of the chord intercepts the negative coefficients pick up (≤ 0).
+    let mut picked = vec![0.0; wr.a.ncols()];
+    for (mut coefs, n) in wr.a.rows_mut().into_iter().zip(support.columns(wr.win)) {
+        let (lo, up, t) = (
+            relaxation.lower[n],
+            relaxation.upper[n],
+            relaxation.intercept[n],
+        );
+        let coefs = coefs.as_slice_mut().expect("standard layout");
+        if lo == up && t == 0.0 {
+            // Stable: exact.
+            if lo != 1.0 {
+                coefs.iter_mut().for_each(|c| *c *= lo);
+            }
+            continue;
         }
-        bias[r] += picked;
-        mag[r] -= picked;
+        for (c, p) in coefs.iter_mut().zip(picked.iter_mut()) {
+            let (pos, neg) = (c.max(0.0), c.min(0.0));
+            *c = pos * lo + neg * up;
+            *p += neg * t;
+        }
+    }
+    for ((b, m), p) in bias.iter_mut().zip(mag.iter_mut()).zip(&picked) {
+        *b += p;
+        *m -= p;
     }
     wr
 }
 
-/// Relaxes one run of coefficients in place; returns `Σ min(c, 0)·intercept`. Four partial sums,
-/// so the loop vectorises.
-#[inline]
-fn relax_run(row: &mut [f64], lower: &[f64], upper: &[f64], intercept: &[f64]) -> f64 {
-    let relax = |c: &mut f64, lo: f64, up: f64, t: f64| {
-        let (pos, neg) = (c.max(0.0), c.min(0.0));
-        *c = pos * lo + neg * up;
-        neg * t
-    };
-    let mut partial = [0.0; 4];
-    let mut rows = row.chunks_exact_mut(4);
-    let (mut lo4, mut up4, mut t4) = (
-        lower.chunks_exact(4),
-        upper.chunks_exact(4),
-        intercept.chunks_exact(4),
-    );
-    for (((c, lo), up), t) in (&mut rows).zip(&mut lo4).zip(&mut up4).zip(&mut t4) {
-        for j in 0..4 {
-            partial[j] += relax(&mut c[j], lo[j], up[j], t[j]);
-        }
-    }
-    let mut sum = (partial[0] + partial[1]) + (partial[2] + partial[3]);
-    let tails = lo4
-        .remainder()
-        .iter()
-        .zip(up4.remainder())
-        .zip(t4.remainder());
-    for (c, ((&lo, &up), &t)) in rows.into_remainder().iter_mut().zip(tails) {
-        sum += relax(c, lo, up, t);
-    }
-    sum
-}
-
-/// Pulls windowed rows of a conv output back to the conv input (its receptive field, clipped to
-/// the image), adding the bias terms.
+/// Pulls windowed rows of a conv output (kept on `from`) back to the conv input (its receptive
+/// field, clipped to the image; kept on `to`), adding the bias terms. Gather form: each kept
+/// input position's columns are `Σ_ki rows[:, outputs reached by tap row ki] · W_ki`, one GEMM
+/// per kernel row over the kept neurons only, so dead ReLUs on either side cost nothing.
+#[allow(clippy::too_many_arguments)]
 fn conv_pullback_window(
     wr: WinRows,
     graph: &Graph,
     node: &Node,
     taps: &Array2<f64>,
+    from: &Support,
+    to: &Support,
     bias: &mut Array1<f64>,
     mag: &mut Array1<f64>,
 ) -> WinRows {
@@ -473,12 +706,11 @@ fn conv_pullback_window(
     };
     let g = conv_window(graph, node);
     let win = wr.win;
-    let rows = wr.a.nrows();
-    let npos = win.hh * win.ww;
-    if npos == 0 {
+    let rows = wr.a.ncols();
+    if win.hh * win.ww == 0 {
         return WinRows {
             win,
-            a: Array2::zeros((rows, 0)),
+            a: Array2::zeros((0, rows)),
         };
     }
     // Input rows touched: (y0·sh − ph) ..= ((y0+hh−1)·sh − ph + kh − 1), clipped.
@@ -495,10 +727,73 @@ fn conv_pullback_window(
         hh: ih,
         ww: iw,
     };
-    add_channel_terms(&wr.a, cb.len(), cb, bias, mag);
-    let mut out = Array2::<f64>::zeros((rows, g.cin * ih * iw));
-    let layout = Layout::ChannelsLast;
-    conv_transpose_add(&g, taps, layout, wr.a.view(), win, in_win, out.view_mut());
+    let cb = cb.as_slice().expect("contiguous bias");
+    add_column_terms(&wr.a, &column_values(from, win, cb), bias, mag);
+    let (from_cols, to_cols) = (from.col_starts(win), to.col_starts(in_win));
+    let mut out = pooled(*to_cols.last().expect("starts"), rows, false);
+    let a_all = wr.a.as_slice().expect("standard layout");
+    let out_all = out.as_slice_mut().expect("standard layout");
+    let (cin, kw) = (g.cin, g.kw);
+    let mut wg: Vec<f64> = Vec::new();
+    for qy in iy0..iy0 + ih {
+        let q_base = to.run(qy, ix0, iw).start;
+        for qx in ix0..ix0 + iw {
+            let q_run = to.run(qy, qx, 1);
+            if q_run.is_empty() {
+                continue;
+            }
+            let q_col = to_cols[qy - iy0] + q_run.start - q_base;
+            let q_channels = &to.channels[q_run.clone()];
+            let n = q_channels.len();
+            let mut first = true;
+            let block = q_col * rows..(q_col + n) * rows;
+            for ki in 0..g.kh {
+                // Output row oy with oy·sh − ph + ki = qy, inside the window.
+                let Some(t) = (qy + g.ph).checked_sub(ki) else {
+                    continue;
+                };
+                if t % g.sh != 0 || t / g.sh < win.y0 || t / g.sh >= win.y0 + win.hh {
+                    continue;
+                }
+                let oy = t / g.sh;
+                // Output columns ox with kj = qx + pw − ox·sw in 0..kw, inside the window.
+                let reach = qx + g.pw;
+                let ox_hi = (reach / g.sw).min(win.x0 + win.ww - 1);
+                let ox_lo = (reach + 1).saturating_sub(kw).div_ceil(g.sw).max(win.x0);
+                if ox_lo > ox_hi {
+                    continue;
+                }
+                let p_run = from.run(oy, ox_lo, ox_hi - ox_lo + 1);
+                if p_run.is_empty() {
+                    continue;
+                }
+                let p_col = from_cols[oy - win.y0] + p_run.start - from.run(oy, win.x0, 1).start;
+                let k = p_run.len();
+                // W_ki as [kept input channels at q, kept outputs reached].
+                wg.clear();
+                wg.resize(n * k, 0.0);
+                let mut kk = 0;
+                for ox in ox_lo..=ox_hi {
+                    let kj = reach - ox * g.sw;
+                    let tap = (ki * kw + kj) * cin;
+                    for &co in &from.channels[from.run(oy, ox, 1)] {
+                        let weights = taps.row(co as usize);
+                        for (j, &ci) in q_channels.iter().enumerate() {
+                            wg[j * k + kk] = weights[tap + ci as usize];
+                        }
+                        kk += 1;
+                    }
+                }
+                let a = &a_all[p_col * rows..(p_col + k) * rows];
+                let o = &mut out_all[q_col * rows..(q_col + n) * rows];
+                gemm_rows(&wg, a, o, (n, k, rows), !first);
+                first = false;
+            }
+            if first {
+                out_all[block].fill(0.0);
+            }
+        }
+    }
     WinRows {
         win: in_win,
         a: out,
@@ -509,66 +804,28 @@ fn conv_pullback_window(
 /// by the rounding margin exactly as `cpu::concretize` does.
 fn concretize_window(
     wr: Option<WinRows>,
-    in_shape: &[usize],
+    tables: &SampleTables,
     bias: &Array1<f64>,
     mag: &Array1<f64>,
-    tables: &SampleTables,
 ) -> Array1<f64> {
-    let rows = bias.len();
-    let mut lower = Array1::zeros(rows);
-    let (c, _, w) = dims(in_shape);
-    for r in 0..rows {
-        let mut value = bias[r];
-        let mut slack = 0.0;
-        let mut m = mag[r];
-        if let Some(wr) = &wr {
-            let win = wr.win;
-            let run = win.ww * c;
-            let a = wr.a.row(r);
-            let a = a.as_slice().expect("contiguous rows");
-            for (yy, coefs) in a.chunks_exact(run.max(1)).enumerate() {
-                let at = ((win.y0 + yy) * w + win.x0) * c;
-                let [v, s, mm] = concretize_run(coefs, tables, at);
-                value += v;
-                slack += s;
-                m += mm;
-            }
-        }
-        lower[r] = finish_bound(value, slack, m).1;
-    }
-    lower
-}
-
-/// One run's `[Σ c·x, Σ min(c·lo, c·hi), Σ |c|·scale]` from table offset `at`, in four partial
-/// sums so the loop vectorises.
-#[inline]
-fn concretize_run(coefs: &[f64], tables: &SampleTables, at: usize) -> [f64; 3] {
-    let run = coefs.len();
-    let (xs, los) = (&tables.x0[at..at + run], &tables.lo[at..at + run]);
-    let (his, scales) = (&tables.hi[at..at + run], &tables.scale[at..at + run]);
-    let term = |c: f64, x: f64, l: f64, u: f64, sc: f64| [c * x, (c * l).min(c * u), c.abs() * sc];
-    let mut partial = [[0.0; 3]; 4];
-    let body = run / 4 * 4;
-    for k in (0..body).step_by(4) {
-        for (j, p) in partial.iter_mut().enumerate() {
-            let n = k + j;
-            let t = term(coefs[n], xs[n], los[n], his[n], scales[n]);
-            for (p, t) in p.iter_mut().zip(t) {
-                *p += t;
+    let mut value = bias.to_vec();
+    let mut slack = vec![0.0; value.len()];
+    let mut m = mag.to_vec();
+    if let Some(wr) = &wr {
+        let support = tables.support(0);
+        for (coefs, n) in wr.a.rows().into_iter().zip(support.columns(wr.win)) {
+            let coefs = coefs.as_slice().expect("standard layout");
+            let (x, lo, hi, scale) = (tables.x0[n], tables.lo[n], tables.hi[n], tables.scale[n]);
+            for (((v, s), mm), &c) in value.iter_mut().zip(&mut slack).zip(&mut m).zip(coefs) {
+                *v += c * x;
+                *s += (c * lo).min(c * hi);
+                *mm += c.abs() * scale;
             }
         }
     }
-    let mut sum = [0.0; 3];
-    for (i, s) in sum.iter_mut().enumerate() {
-        *s = (partial[0][i] + partial[1][i]) + (partial[2][i] + partial[3][i]);
-    }
-    for n in body..run {
-        let t = term(coefs[n], xs[n], los[n], his[n], scales[n]);
-        for (s, t) in sum.iter_mut().zip(t) {
-            *s += t;
-        }
-    }
-    sum
+    (0..value.len())
+        .map(|r| finish_bound(value[r], slack[r], m[r]).1)
+        .collect()
 }
 
 #[cfg(test)]
@@ -597,9 +854,9 @@ mod tests {
                 let x0 = Array1::from_shape_fn(d, |_| rng.uniform());
                 let delta = DeltaBox::linf(d, 0.05);
                 let inter = sample_intermediate(&graph, &info, x0.view(), &delta, false).unwrap();
-                let tables =
-                    SampleTables::new(&graph, &info.window, &inter.bounds, x0.view(), &delta);
                 for id in 1..graph.nodes.len() {
+                    let (bounds, x) = (&inter.bounds, x0.view());
+                    let tables = SampleTables::new(&graph, &info.window, bounds, id, x, &delta);
                     if info.relu_input[id] && !info.window[id] {
                         // Dense rows finished on the window path.
                         let sides: Vec<(usize, bool)> = (0..graph.nodes[id].numel())
