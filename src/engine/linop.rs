@@ -724,47 +724,40 @@ pub fn jacobian_rows(
     }
 }
 
-/// `c = w · a`, or `c += w · a` when `accumulate`: `w` is `[n, k]`, `a` is `[k, r]` and `c` is
-/// `[n, r]`, all row-major and contiguous. The window path's conv transposes are many such
-/// products with small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (no
-/// packing) keeps them at the FMA units' pace.
+/// `w · a` into rows of `c`: `w` is `[n, k]` and `a` is `[k, r]`, both row-major and contiguous;
+/// row `i` of the product is written to `c[dest[i]..dest[i] + r]`, or added there where
+/// `add[i]`. The window path's conv transposes are many such products with small `n` and `k`
+/// and `r` in the hundreds; reading `a`'s rows in place (no packing) keeps them at the FMA
+/// units' pace. Each entry is summed over `k` in order with fused multiply-adds, then added, so
+/// a column's result does not depend on `r`.
 pub(crate) fn gemm_rows(
     w: &[f64],
     a: &[f64],
     c: &mut [f64],
-    (n, k, r): (usize, usize, usize),
-    accumulate: bool,
+    (dest, add): (&[usize], &[bool]),
+    (k, r): (usize, usize),
 ) {
-    assert!(w.len() >= n * k && a.len() >= k * r && c.len() >= n * r);
+    let n = dest.len();
+    assert!(add.len() == n && w.len() >= n * k && a.len() >= k * r);
+    assert!(dest.iter().all(|&d| d + r <= c.len()));
     count_gemm(n, k, r);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features are present and the slices hold the shapes (asserted above).
-        unsafe { avx2::gemm_rows(w, a, c, (n, k, r), accumulate) };
+        // SAFETY: the features are present and every row read or written is in bounds
+        // (asserted above).
+        unsafe { avx2::gemm_rows(w, a, c, (dest, add), (k, r)) };
         return;
     }
-    gemm_rows_portable(w, a, c, (n, k, r), accumulate, 0);
-}
-
-/// Columns `from..r` of [`gemm_rows`], in plain loops.
-fn gemm_rows_portable(
-    w: &[f64],
-    a: &[f64],
-    c: &mut [f64],
-    (n, k, r): (usize, usize, usize),
-    accumulate: bool,
-    from: usize,
-) {
-    for i in 0..n {
-        let row = &mut c[i * r..][..r];
-        if !accumulate {
-            row[from..].fill(0.0);
-        }
+    for (i, (&d, &add)) in dest.iter().zip(add).enumerate() {
+        let mut row = vec![0.0; r];
         for kk in 0..k {
             let wv = w[i * k + kk];
-            for (o, v) in row[from..].iter_mut().zip(&a[kk * r + from..(kk + 1) * r]) {
-                *o += wv * v;
+            for (o, v) in row.iter_mut().zip(&a[kk * r..(kk + 1) * r]) {
+                *o = f64::mul_add(wv, *v, *o);
             }
+        }
+        for (o, v) in c[d..d + r].iter_mut().zip(row) {
+            *o = if add { v + *o } else { v };
         }
     }
 }
@@ -780,44 +773,43 @@ mod avx2 {
         w: &[f64],
         a: &[f64],
         c: &mut [f64],
-        (n, k, r): (usize, usize, usize),
-        accumulate: bool,
+        (dest, add): (&[usize], &[bool]),
+        (k, r): (usize, usize),
     ) {
+        let n = dest.len();
         let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
-        let r8 = r / 8 * 8;
-        let r4 = r / 4 * 4;
+        let (r8, r4) = (r / 8 * 8, r / 4 * 4);
         let mut i0 = 0;
         while i0 < n {
             let m = (n - i0).min(6);
-            let (wi, ci) = (w.add(i0 * k), c.add(i0 * r));
+            let wi = w.add(i0 * k);
+            let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
             let mut j = 0;
             while j < r8 {
+                let (aj, cj) = (a.add(j), c.add(j));
                 match m {
-                    6 => tile8::<6>(wi, a.add(j), ci.add(j), k, r, accumulate),
-                    5 => tile8::<5>(wi, a.add(j), ci.add(j), k, r, accumulate),
-                    4 => tile8::<4>(wi, a.add(j), ci.add(j), k, r, accumulate),
-                    3 => tile8::<3>(wi, a.add(j), ci.add(j), k, r, accumulate),
-                    2 => tile8::<2>(wi, a.add(j), ci.add(j), k, r, accumulate),
-                    _ => tile8::<1>(wi, a.add(j), ci.add(j), k, r, accumulate),
+                    6 => tile8::<6>(wi, aj, cj, dest, add, k, r),
+                    5 => tile8::<5>(wi, aj, cj, dest, add, k, r),
+                    4 => tile8::<4>(wi, aj, cj, dest, add, k, r),
+                    3 => tile8::<3>(wi, aj, cj, dest, add, k, r),
+                    2 => tile8::<2>(wi, aj, cj, dest, add, k, r),
+                    _ => tile8::<1>(wi, aj, cj, dest, add, k, r),
                 }
                 j += 8;
             }
-            if j < r4 {
-                for i in 0..m {
-                    tile4(wi.add(i * k), a.add(j), ci.add(i * r + j), k, r, accumulate);
-                }
-                j += 4;
-            }
-            // The same fused operations in the same order as the tiles, so a row's result does
-            // not depend on where it sits in the batch.
             for i in 0..m {
-                for jj in j..r {
+                let out = c.add(dest[i]);
+                let wr = wi.add(i * k);
+                if j < r4 {
+                    tile4(wr, a.add(j), out.add(j), add[i], k, r);
+                }
+                for jj in r4.max(j)..r {
                     let mut s = 0.0;
                     for kk in 0..k {
-                        s = f64::mul_add(*wi.add(i * k + kk), *a.add(kk * r + jj), s);
+                        s = f64::mul_add(*wr.add(kk), *a.add(kk * r + jj), s);
                     }
-                    let out = ci.add(i * r + jj);
-                    *out = if accumulate { s + *out } else { s };
+                    let o = out.add(jj);
+                    *o = if add[i] { s + *o } else { s };
                 }
             }
             i0 += m;
@@ -830,9 +822,10 @@ mod avx2 {
         w: *const f64,
         a: *const f64,
         c: *mut f64,
+        dest: &[usize],
+        add: &[bool],
         k: usize,
         r: usize,
-        accumulate: bool,
     ) {
         let mut acc = [[_mm256_setzero_pd(); 2]; M];
         for kk in 0..k {
@@ -845,9 +838,9 @@ mod avx2 {
             }
         }
         for (i, acc) in acc.iter().enumerate() {
-            let out = c.add(i * r);
+            let out = c.add(dest[i]);
             let (mut v0, mut v1) = (acc[0], acc[1]);
-            if accumulate {
+            if add[i] {
                 v0 = _mm256_add_pd(v0, _mm256_loadu_pd(out));
                 v1 = _mm256_add_pd(v1, _mm256_loadu_pd(out.add(4)));
             }
@@ -858,20 +851,13 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn tile4(
-        w: *const f64,
-        a: *const f64,
-        c: *mut f64,
-        k: usize,
-        r: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn tile4(w: *const f64, a: *const f64, c: *mut f64, add: bool, k: usize, r: usize) {
         let mut acc = _mm256_setzero_pd();
         for kk in 0..k {
             let wv = _mm256_broadcast_sd(&*w.add(kk));
             acc = _mm256_fmadd_pd(wv, _mm256_loadu_pd(a.add(kk * r)), acc);
         }
-        if accumulate {
+        if add {
             acc = _mm256_add_pd(acc, _mm256_loadu_pd(c));
         }
         _mm256_storeu_pd(c, acc);
@@ -883,8 +869,8 @@ mod tests {
     use super::*;
     use crate::ir::build::Rng;
 
-    /// The kernel (AVX2 where the CPU has it) and its portable form against plain sums, on
-    /// shapes that hit every tile height and each column tail, writing and accumulating.
+    /// The kernel (AVX2 where the CPU has it) against plain sums, on shapes that hit every tile
+    /// height and each column tail, writing and adding rows in a scattered order.
     #[test]
     fn gemm_rows_matches_plain_sums() {
         let mut rng = Rng::new(7);
@@ -898,28 +884,25 @@ mod tests {
         ] {
             let w: Vec<f64> = (0..n * k).map(|_| rng.uniform() - 0.5).collect();
             let a: Vec<f64> = (0..k * r).map(|_| rng.uniform() - 0.5).collect();
-            let start: Vec<f64> = (0..n * r).map(|_| rng.uniform()).collect();
-            for (accumulate, portable) in
-                [(false, false), (true, false), (false, true), (true, true)]
-            {
-                let mut c = start.clone();
-                if portable {
-                    gemm_rows_portable(&w, &a, &mut c, (n, k, r), accumulate, 0);
-                } else {
-                    gemm_rows(&w, &a, &mut c, (n, k, r), accumulate);
-                }
-                for i in 0..n {
-                    for j in 0..r {
-                        let mut want = if accumulate { start[i * r + j] } else { 0.0 };
-                        for kk in 0..k {
-                            want += w[i * k + kk] * a[kk * r + j];
-                        }
-                        let got = c[i * r + j];
-                        assert!(
-                            (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
-                            "{got} vs {want}"
-                        );
+            let start: Vec<f64> = (0..(n + 1) * r).map(|_| rng.uniform()).collect();
+            // Rows go to slots in reverse order (slot 0 untouched), every third one added.
+            let dest: Vec<usize> = (0..n).map(|i| (n - i) * r).collect();
+            let add: Vec<bool> = (0..n).map(|i| i % 3 == 1).collect();
+            let mut c = start.clone();
+            gemm_rows(&w, &a, &mut c, (&dest, &add), (k, r));
+            assert_eq!(c[..r], start[..r]);
+            for i in 0..n {
+                for j in 0..r {
+                    let at = dest[i] + j;
+                    let mut want = if add[i] { start[at] } else { 0.0 };
+                    for kk in 0..k {
+                        want += w[i * k + kk] * a[kk * r + j];
                     }
+                    let got = c[at];
+                    assert!(
+                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                        "{got} vs {want}"
+                    );
                 }
             }
         }

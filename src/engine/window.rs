@@ -734,19 +734,16 @@ fn conv_pullback_window(
     let a_all = wr.a.as_slice().expect("standard layout");
     let out_all = out.as_slice_mut().expect("standard layout");
     let (cin, kw) = (g.cin, g.kw);
-    let mut wg: Vec<f64> = Vec::new();
+    // The (input position, kernel row) pairs reading each run of outputs `(oy, ox_lo, ox_hi)`:
+    // one GEMM per run, its rows those of every pair (stride 2 shares a run among 4 positions,
+    // stride 1 among 3). Runs in a fixed order, so a row's sums do not depend on the batch.
+    let mut runs: std::collections::BTreeMap<(usize, usize, usize), Vec<(usize, usize, usize)>> =
+        std::collections::BTreeMap::new();
     for qy in iy0..iy0 + ih {
-        let q_base = to.run(qy, ix0, iw).start;
         for qx in ix0..ix0 + iw {
-            let q_run = to.run(qy, qx, 1);
-            if q_run.is_empty() {
+            if to.run(qy, qx, 1).is_empty() {
                 continue;
             }
-            let q_col = to_cols[qy - iy0] + q_run.start - q_base;
-            let q_channels = &to.channels[q_run.clone()];
-            let n = q_channels.len();
-            let mut first = true;
-            let block = q_col * rows..(q_col + n) * rows;
             for ki in 0..g.kh {
                 // Output row oy with oy·sh − ph + ki = qy, inside the window.
                 let Some(t) = (qy + g.ph).checked_sub(ki) else {
@@ -760,37 +757,50 @@ fn conv_pullback_window(
                 let reach = qx + g.pw;
                 let ox_hi = (reach / g.sw).min(win.x0 + win.ww - 1);
                 let ox_lo = (reach + 1).saturating_sub(kw).div_ceil(g.sw).max(win.x0);
-                if ox_lo > ox_hi {
+                if ox_lo > ox_hi || from.run(oy, ox_lo, ox_hi - ox_lo + 1).is_empty() {
                     continue;
                 }
-                let p_run = from.run(oy, ox_lo, ox_hi - ox_lo + 1);
-                if p_run.is_empty() {
-                    continue;
-                }
-                let p_col = from_cols[oy - win.y0] + p_run.start - from.run(oy, win.x0, 1).start;
-                let k = p_run.len();
-                // W_ki as [kept input channels at q, kept outputs reached].
-                wg.clear();
-                wg.resize(n * k, 0.0);
-                let mut kk = 0;
-                for ox in ox_lo..=ox_hi {
-                    let kj = reach - ox * g.sw;
-                    let tap = (ki * kw + kj) * cin;
-                    for &co in &from.channels[from.run(oy, ox, 1)] {
-                        let weights = taps.row(co as usize);
-                        for (j, &ci) in q_channels.iter().enumerate() {
-                            wg[j * k + kk] = weights[tap + ci as usize];
-                        }
-                        kk += 1;
-                    }
-                }
-                let a = &a_all[p_col * rows..(p_col + k) * rows];
-                let o = &mut out_all[q_col * rows..(q_col + n) * rows];
-                gemm_rows(&wg, a, o, (n, k, rows), !first);
-                first = false;
+                runs.entry((oy, ox_lo, ox_hi))
+                    .or_default()
+                    .push((qy, qx, ki));
             }
-            if first {
-                out_all[block].fill(0.0);
+        }
+    }
+    // Whether each input position's rows hold a sum yet (else the GEMM overwrites them).
+    let mut written = vec![false; ih * iw];
+    let (mut wg, mut dest, mut add): (Vec<f64>, Vec<usize>, Vec<bool>) = Default::default();
+    for ((oy, ox_lo, ox_hi), readers) in &runs {
+        let p_run = from.run(*oy, *ox_lo, ox_hi - ox_lo + 1);
+        let p_col = from_cols[oy - win.y0] + p_run.start - from.run(*oy, win.x0, 1).start;
+        let k = p_run.len();
+        // Rows `[kept input channel at q, kept outputs of the run]` of W at each pair's taps.
+        wg.clear();
+        dest.clear();
+        add.clear();
+        for &(qy, qx, ki) in readers {
+            let q_run = to.run(qy, qx, 1);
+            let q_col = to_cols[qy - iy0] + q_run.start - to.run(qy, ix0, 1).start;
+            let slot = &mut written[(qy - iy0) * iw + qx - ix0];
+            for (j, &ci) in to.channels[q_run].iter().enumerate() {
+                dest.push((q_col + j) * rows);
+                add.push(*slot);
+                for ox in *ox_lo..=*ox_hi {
+                    let tap = (ki * kw + qx + g.pw - ox * g.sw) * cin + ci as usize;
+                    let outputs = &from.channels[from.run(*oy, ox, 1)];
+                    wg.extend(outputs.iter().map(|&co| taps[[co as usize, tap]]));
+                }
+            }
+            *slot = true;
+        }
+        let a = &a_all[p_col * rows..(p_col + k) * rows];
+        gemm_rows(&wg, a, out_all, (&dest, &add), (k, rows));
+    }
+    for qy in iy0..iy0 + ih {
+        for qx in ix0..ix0 + iw {
+            if !written[(qy - iy0) * iw + qx - ix0] {
+                let q_run = to.run(qy, qx, 1);
+                let q_col = to_cols[qy - iy0] + q_run.start - to.run(qy, ix0, 1).start;
+                out_all[q_col * rows..(q_col + q_run.len()) * rows].fill(0.0);
             }
         }
     }
