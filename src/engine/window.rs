@@ -17,7 +17,11 @@ use super::linop::{conv_window, gemm_rows, tap_matrix, Rect};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
 use ndarray::{Array1, Array2, ArrayView1};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Outputs `(oy, ox_lo, ox_hi)` of a conv: one row, a run of columns.
+type OutputRun = (usize, usize, usize);
 
 /// All channels, rows `y0..y0+hh`, columns `x0..x0+ww` of a `[C, H, W]` node.
 type Win = Rect;
@@ -737,8 +741,7 @@ fn conv_pullback_window(
     // The (input position, kernel row) pairs reading each run of outputs `(oy, ox_lo, ox_hi)`:
     // one GEMM per run, its rows those of every pair (stride 2 shares a run among 4 positions,
     // stride 1 among 3). Runs in a fixed order, so a row's sums do not depend on the batch.
-    let mut runs: std::collections::BTreeMap<(usize, usize, usize), Vec<(usize, usize, usize)>> =
-        std::collections::BTreeMap::new();
+    let mut runs: BTreeMap<OutputRun, Vec<(usize, usize, usize)>> = BTreeMap::new();
     for qy in iy0..iy0 + ih {
         for qx in ix0..ix0 + iw {
             if to.run(qy, qx, 1).is_empty() {
