@@ -779,40 +779,43 @@ mod avx2 {
         let n = dest.len();
         let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
         let (r8, r4) = (r / 8 * 8, r / 4 * 4);
-        let mut i0 = 0;
-        while i0 < n {
-            let m = (n - i0).min(6);
-            let wi = w.add(i0 * k);
-            let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
-            let mut j = 0;
-            while j < r8 {
-                let (aj, cj) = (a.add(j), c.add(j));
-                match m {
-                    6 => tile8::<6>(wi, aj, cj, dest, add, k, r),
-                    5 => tile8::<5>(wi, aj, cj, dest, add, k, r),
-                    4 => tile8::<4>(wi, aj, cj, dest, add, k, r),
-                    3 => tile8::<3>(wi, aj, cj, dest, add, k, r),
-                    2 => tile8::<2>(wi, aj, cj, dest, add, k, r),
-                    _ => tile8::<1>(wi, aj, cj, dest, add, k, r),
-                }
-                j += 8;
-            }
-            for i in 0..m {
-                let out = c.add(dest[i]);
-                let wr = wi.add(i * k);
-                if j < r4 {
-                    tile4(wr, a.add(j), out.add(j), add[i], k, r);
-                }
-                for jj in r4.max(j)..r {
-                    let mut s = 0.0;
-                    for kk in 0..k {
-                        s = f64::mul_add(*wr.add(kk), *a.add(kk * r + jj), s);
+        // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row tiles.
+        let strip = (1024 / k.max(1)).max(8) / 8 * 8;
+        for j0 in (0..r8).step_by(strip) {
+            let j1 = (j0 + strip).min(r8);
+            let mut i0 = 0;
+            while i0 < n {
+                let m = (n - i0).min(6);
+                let wi = w.add(i0 * k);
+                let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
+                for j in (j0..j1).step_by(8) {
+                    let (aj, cj) = (a.add(j), c.add(j));
+                    match m {
+                        6 => tile8::<6>(wi, aj, cj, dest, add, k, r),
+                        5 => tile8::<5>(wi, aj, cj, dest, add, k, r),
+                        4 => tile8::<4>(wi, aj, cj, dest, add, k, r),
+                        3 => tile8::<3>(wi, aj, cj, dest, add, k, r),
+                        2 => tile8::<2>(wi, aj, cj, dest, add, k, r),
+                        _ => tile8::<1>(wi, aj, cj, dest, add, k, r),
                     }
-                    let o = out.add(jj);
-                    *o = if add[i] { s + *o } else { s };
                 }
+                i0 += m;
             }
-            i0 += m;
+        }
+        for i in 0..n {
+            let out = c.add(dest[i]);
+            let wr = w.add(i * k);
+            if r8 < r4 {
+                tile4(wr, a.add(r8), out.add(r8), add[i], k, r);
+            }
+            for jj in r4..r {
+                let mut s = 0.0;
+                for kk in 0..k {
+                    s = f64::mul_add(*wr.add(kk), *a.add(kk * r + jj), s);
+                }
+                let o = out.add(jj);
+                *o = if add[i] { s + *o } else { s };
+            }
         }
     }
 
