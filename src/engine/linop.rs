@@ -724,6 +724,32 @@ pub fn jacobian_rows(
     }
 }
 
+/// Defines `fn $name(args)` whose body is compiled twice, plainly and with AVX2 (chosen at run
+/// time), for elementwise loops over rows. Without fused multiply-adds (Rust never contracts
+/// `a * b + c`), so both give the same bits.
+macro_rules! simd_rows {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the feature is present.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_rows;
+
 /// `w · a` into rows of `c`: `w` is `[n, k]` and `a` is `[k, r]`, both row-major and contiguous;
 /// row `i` of the product is written to `c[dest[i]..dest[i] + r]`, or added there where
 /// `add[i]`. The window path's conv transposes are many such products with small `n` and `k`

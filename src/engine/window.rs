@@ -13,7 +13,7 @@
 //! half the neurons of each layer dead this is a quarter of the dense work.
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::{conv_window, gemm_rows, tap_matrix, Rect};
+use super::linop::{conv_window, gemm_rows, simd_rows, tap_matrix, Rect};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
 use ndarray::{Array1, Array2, ArrayView1};
@@ -284,12 +284,7 @@ fn add_column_terms(
         if w == 0.0 {
             continue;
         }
-        let coefs = coefs.as_slice().expect("standard layout");
-        let wa = w.abs();
-        for ((b, m), &c) in bias.iter_mut().zip(mag.iter_mut()).zip(coefs) {
-            *b += c * w;
-            *m += c.abs() * wa;
-        }
+        add_terms_row(coefs.as_slice().expect("standard layout"), w, bias, mag);
     }
 }
 
@@ -301,7 +296,8 @@ fn column_values(support: &Support, win: Win, per_channel: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Conv weights as [`tap_matrix`], per conv node (`None` elsewhere), built once per graph.
+/// Conv weights as the transpose of [`tap_matrix`], `[kh·kw·cin, cout]` (one row of output
+/// channels per tap and input channel), per conv node (`None` elsewhere), built once per graph.
 pub(crate) struct TapMatrices(Vec<Option<Array2<f64>>>);
 
 impl TapMatrices {
@@ -311,7 +307,12 @@ impl TapMatrices {
                 .nodes
                 .iter()
                 .map(|node| match &node.op {
-                    Op::Conv2d { weight, .. } => Some(tap_matrix(weight)),
+                    Op::Conv2d { weight, .. } => Some(
+                        tap_matrix(weight)
+                            .reversed_axes()
+                            .as_standard_layout()
+                            .into_owned(),
+                    ),
                     _ => None,
                 })
                 .collect(),
@@ -677,11 +678,7 @@ fn relax_relu(
             }
             continue;
         }
-        for (c, p) in coefs.iter_mut().zip(picked.iter_mut()) {
-            let (pos, neg) = (c.max(0.0), c.min(0.0));
-            *c = pos * lo + neg * up;
-            *p += neg * t;
-        }
+        relax_row(coefs, (lo, up, t), &mut picked);
     }
     for ((b, m), p) in bias.iter_mut().zip(mag.iter_mut()).zip(&picked) {
         *b += p;
@@ -692,8 +689,9 @@ fn relax_relu(
 
 /// Pulls windowed rows of a conv output (kept on `from`) back to the conv input (its receptive
 /// field, clipped to the image; kept on `to`), adding the bias terms. Gather form: each kept
-/// input position's columns are `Σ_ki rows[:, outputs reached by tap row ki] · W_ki`, one GEMM
-/// per kernel row over the kept neurons only, so dead ReLUs on either side cost nothing.
+/// input position's rows are `Σ_ki W_ki · rows[outputs reached by kernel row ki]`, over kept
+/// neurons only, so dead ReLUs on either side cost nothing; one GEMM per run of outputs serves
+/// every (position, kernel row) reading it.
 #[allow(clippy::too_many_arguments)]
 fn conv_pullback_window(
     wr: WinRows,
@@ -790,7 +788,9 @@ fn conv_pullback_window(
                 for ox in *ox_lo..=*ox_hi {
                     let tap = (ki * kw + qx + g.pw - ox * g.sw) * cin + ci as usize;
                     let outputs = &from.channels[from.run(*oy, ox, 1)];
-                    wg.extend(outputs.iter().map(|&co| taps[[co as usize, tap]]));
+                    let weights = taps.row(tap);
+                    let weights = weights.as_slice().expect("standard layout");
+                    wg.extend(outputs.iter().map(|&co| weights[co as usize]));
                 }
             }
             *slot = true;
@@ -828,17 +828,55 @@ fn concretize_window(
         let support = tables.support(0);
         for (coefs, n) in wr.a.rows().into_iter().zip(support.columns(wr.win)) {
             let coefs = coefs.as_slice().expect("standard layout");
-            let (x, lo, hi, scale) = (tables.x0[n], tables.lo[n], tables.hi[n], tables.scale[n]);
-            for (((v, s), mm), &c) in value.iter_mut().zip(&mut slack).zip(&mut m).zip(coefs) {
-                *v += c * x;
-                *s += (c * lo).min(c * hi);
-                *mm += c.abs() * scale;
-            }
+            let box_n = (tables.x0[n], tables.lo[n], tables.hi[n], tables.scale[n]);
+            concretize_row(coefs, box_n, (&mut value, &mut slack, &mut m));
         }
     }
     (0..value.len())
         .map(|r| finish_bound(value[r], slack[r], m[r]).1)
         .collect()
+}
+
+simd_rows! {
+    /// `bias += w·coefs`, `mag += |w|·|coefs|` (one neuron's coefficient in every row).
+    fn add_terms_row(coefs: &[f64], w: f64, bias: &mut [f64], mag: &mut [f64]) {
+        let wa = w.abs();
+        for ((b, m), &c) in bias.iter_mut().zip(mag.iter_mut()).zip(coefs) {
+            *b += c * w;
+            *m += c.abs() * wa;
+        }
+    }
+}
+
+simd_rows! {
+    /// One neuron's CROWN relaxation `(lower slope, chord slope, chord intercept)` applied to
+    /// its coefficient in every row, the picked intercepts added to `picked`.
+    fn relax_row(coefs: &mut [f64], relaxation: (f64, f64, f64), picked: &mut [f64]) {
+        let (lo, up, t) = relaxation;
+        for (c, p) in coefs.iter_mut().zip(picked.iter_mut()) {
+            let (pos, neg) = (c.max(0.0), c.min(0.0));
+            *c = pos * lo + neg * up;
+            *p += neg * t;
+        }
+    }
+}
+
+simd_rows! {
+    /// One input coordinate `(x, lo, hi, scale)` concretised in every row: `Σ c·x`,
+    /// `Σ min(c·lo, c·hi)` and the margin scale `Σ |c|·scale`.
+    fn concretize_row(
+        coefs: &[f64],
+        coordinate: (f64, f64, f64, f64),
+        sums: (&mut [f64], &mut [f64], &mut [f64]),
+    ) {
+        let (x, lo, hi, scale) = coordinate;
+        let (value, slack, m) = sums;
+        for (((v, s), mm), &c) in value.iter_mut().zip(slack.iter_mut()).zip(m.iter_mut()).zip(coefs) {
+            *v += c * x;
+            *s += (c * lo).min(c * hi);
+            *mm += c.abs() * scale;
+        }
+    }
 }
 
 #[cfg(test)]
