@@ -640,10 +640,9 @@ fn pull_back_windows(
             Op::Add => {
                 let (last, rest) = node.inputs.split_last().expect("add has inputs");
                 for input in rest {
-                    let copy = WinRows {
-                        win: wr.win,
-                        a: wr.a.clone(),
-                    };
+                    let mut a = pooled(wr.a.nrows(), wr.a.ncols(), false);
+                    a.assign(&wr.a);
+                    let copy = WinRows { win: wr.win, a };
                     pass_on(copy, input.index(), &mut pending);
                 }
                 pass_on(wr, last.index(), &mut pending);
