@@ -792,8 +792,8 @@ pub(crate) fn gemm_rows(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// [`super::gemm_rows`] in 6 × 8 register tiles (12 accumulators), then 4-wide and scalar
-    /// column tails.
+    /// [`super::gemm_rows`] in 6 × 8 register tiles (12 accumulators) over column strips that
+    /// stay in L1, then 4-wide and scalar column tails.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gemm_rows(
         w: &[f64],
