@@ -528,7 +528,7 @@ pub(crate) fn crown_window_sided(
     let run = support.run(pos / w, pos % w, 1);
     debug_assert_eq!(run.len(), c, "the bounded node keeps every neuron");
     // An upper bound is minus the lower bound of the negated neuron.
-    let mut seed = Array2::zeros((run.len(), m));
+    let mut seed = Array2::zeros((run.len(), padded(m)));
     for (r, &(i, upper)) in sides.iter().enumerate() {
         debug_assert_eq!(i % plane, pos);
         let ch = (i / plane) as u32;
@@ -548,8 +548,9 @@ pub(crate) fn crown_window_sided(
         },
         a: seed,
     });
-    let (bias, mag) = (Array1::zeros(m), Array1::zeros(m));
-    let mut lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
+    let (bias, mag) = (Array1::zeros(padded(m)), Array1::zeros(padded(m)));
+    let lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
+    let mut lower = lower.slice_move(ndarray::s![..m]);
     for (r, &(_, upper)) in sides.iter().enumerate() {
         if upper {
             lower[r] = -lower[r];
@@ -569,6 +570,9 @@ pub(crate) fn finish_dense_rows(
     bias: Array1<f64>,
     mag: Array1<f64>,
 ) -> Array1<f64> {
+    let m = bias.len();
+    let pad = |v: Array1<f64>| v.into_iter().chain(std::iter::repeat(0.0)).take(padded(m));
+    let (bias, mag) = (pad(bias).collect(), pad(mag).collect());
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
     for (k, a) in rows {
         let (c, h, w) = dims(&graph.nodes[k].shape);
@@ -586,13 +590,20 @@ pub(crate) fn finish_dense_rows(
             source.extend(channels.iter().map(|&ch| ch as usize * h * w + p));
         }
         let _ = c;
-        let mut kept_rows = pooled(source.len(), a.nrows(), false);
+        let mut kept_rows = pooled(source.len(), padded(m), padded(m) != m);
         for (mut dst, &i) in kept_rows.rows_mut().into_iter().zip(&source) {
-            dst.assign(&a.column(i));
+            dst.slice_mut(ndarray::s![..m]).assign(&a.column(i));
         }
         accumulate(&mut pending[k], WinRows { win, a: kept_rows }, support);
     }
-    pull_back_windows(graph, taps, tables, pending, bias, mag)
+    let lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
+    lower.slice_move(ndarray::s![..m])
+}
+
+/// `m` rows rounded up to whole 8-wide tiles of [`gemm_rows`] with zero rows: a partial tile
+/// costs as much as several full ones.
+fn padded(m: usize) -> usize {
+    m.next_multiple_of(8)
 }
 
 /// Pulls the windowed rows in `pending` (at window-path nodes, each on its node's support) back
