@@ -15,8 +15,8 @@ use std::fmt;
 /// Relative outward rounding applied to every bound (see the module doc of [`crate::engine`]).
 pub const SAFETY_REL: f64 = 1e-9;
 
-/// Intermediate-bound neurons back-substituted together: bounds memory, and keeps the rows of
-/// big maps in the shared L3 cache (Conv-big's first ReLU: 15k live neurons × 256 rows, 31 MB).
+/// Intermediate-bound neurons back-substituted together: bounds memory and the rows' working
+/// set on big maps (Conv-big's first ReLU: 15k live neurons × 256 rows is 31 MB, half of 512's).
 const NEURON_CHUNK: usize = 128;
 
 /// Samples per rayon task in concrete evaluation.

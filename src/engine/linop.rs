@@ -774,15 +774,28 @@ pub(crate) fn gemm_rows(
         unsafe { avx2::gemm_rows(w, a, c, (dest, add), (k, r)) };
         return;
     }
+    gemm_rows_portable(w, a, c, (dest, add), (k, r));
+}
+
+/// [`gemm_rows`] in plain loops, for CPUs without AVX2 and FMA: the same fused sums, so the same
+/// bits.
+fn gemm_rows_portable(
+    w: &[f64],
+    a: &[f64],
+    c: &mut [f64],
+    (dest, add): (&[usize], &[bool]),
+    (k, r): (usize, usize),
+) {
+    let mut row = vec![0.0; r];
     for (i, (&d, &add)) in dest.iter().zip(add).enumerate() {
-        let mut row = vec![0.0; r];
+        row.fill(0.0);
         for kk in 0..k {
             let wv = w[i * k + kk];
             for (o, v) in row.iter_mut().zip(&a[kk * r..(kk + 1) * r]) {
                 *o = f64::mul_add(wv, *v, *o);
             }
         }
-        for (o, v) in c[d..d + r].iter_mut().zip(row) {
+        for (o, &v) in c[d..d + r].iter_mut().zip(&row) {
             *o = if add { v + *o } else { v };
         }
     }
@@ -898,8 +911,9 @@ mod tests {
     use super::*;
     use crate::ir::build::Rng;
 
-    /// The kernel (AVX2 where the CPU has it) against plain sums, on shapes that hit every tile
-    /// height and each column tail, writing and adding rows in a scattered order.
+    /// The kernel (AVX2 where the CPU has it) and its portable form against plain sums, on
+    /// shapes that hit every tile height and each column tail, writing and adding rows in a
+    /// scattered order; the two forms agree bit for bit.
     #[test]
     fn gemm_rows_matches_plain_sums() {
         let mut rng = Rng::new(7);
@@ -919,6 +933,9 @@ mod tests {
             let add: Vec<bool> = (0..n).map(|i| i % 3 == 1).collect();
             let mut c = start.clone();
             gemm_rows(&w, &a, &mut c, (&dest, &add), (k, r));
+            let mut portable = start.clone();
+            gemm_rows_portable(&w, &a, &mut portable, (&dest, &add), (k, r));
+            assert_eq!(c, portable);
             assert_eq!(c[..r], start[..r]);
             for i in 0..n {
                 for j in 0..r {

@@ -172,6 +172,13 @@ impl Support {
         starts
     }
 
+    /// Column of position `(y, x)`'s first kept neuron in rows over `win`, given `starts`
+    /// (`col_starts(win)`).
+    #[inline]
+    fn column(&self, starts: &[usize], win: Win, y: usize, x: usize) -> usize {
+        starts[y - win.y0] + self.run(y, x, 1).start - self.run(y, win.x0, 1).start
+    }
+
     /// The kept-neuron index of each column of rows over `win`.
     fn columns(&self, win: Win) -> impl Iterator<Item = usize> + '_ {
         (0..win.hh).flat_map(move |yy| self.run(win.y0 + yy, win.x0, win.ww))
@@ -219,10 +226,9 @@ fn add_into(big: &mut WinRows, small: &WinRows, support: &Support) {
     let runs: Vec<(usize, usize, usize)> = (0..small.win.hh)
         .map(|yy| {
             let y = small.win.y0 + yy;
-            let run = support.run(y, small.win.x0, small.win.ww);
-            let base = support.run(y, big.win.x0, big.win.ww).start;
-            let at = big_cols[y - big.win.y0] + run.start - base;
-            (small_cols[yy], at, run.len())
+            let len = support.run(y, small.win.x0, small.win.ww).len();
+            let at = support.column(&big_cols, big.win, y, small.win.x0);
+            (small_cols[yy], at, len)
         })
         .filter(|r| r.2 > 0)
         .collect();
@@ -548,9 +554,8 @@ pub(crate) fn crown_window_sided(
         },
         a: seed,
     });
-    let (bias, mag) = (Array1::zeros(padded(m)), Array1::zeros(padded(m)));
-    let lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
-    let mut lower = lower.slice_move(ndarray::s![..m]);
+    let (bias, mag) = (Array1::zeros(m), Array1::zeros(m));
+    let mut lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
     for (r, &(_, upper)) in sides.iter().enumerate() {
         if upper {
             lower[r] = -lower[r];
@@ -571,11 +576,9 @@ pub(crate) fn finish_dense_rows(
     mag: Array1<f64>,
 ) -> Array1<f64> {
     let m = bias.len();
-    let pad = |v: Array1<f64>| v.into_iter().chain(std::iter::repeat(0.0)).take(padded(m));
-    let (bias, mag) = (pad(bias).collect(), pad(mag).collect());
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
     for (k, a) in rows {
-        let (c, h, w) = dims(&graph.nodes[k].shape);
+        let (_, h, w) = dims(&graph.nodes[k].shape);
         let win = Win {
             y0: 0,
             x0: 0,
@@ -589,34 +592,41 @@ pub(crate) fn finish_dense_rows(
             let channels = &support.channels[pair[0]..pair[1]];
             source.extend(channels.iter().map(|&ch| ch as usize * h * w + p));
         }
-        let _ = c;
         let mut kept_rows = pooled(source.len(), padded(m), padded(m) != m);
         for (mut dst, &i) in kept_rows.rows_mut().into_iter().zip(&source) {
             dst.slice_mut(ndarray::s![..m]).assign(&a.column(i));
         }
         accumulate(&mut pending[k], WinRows { win, a: kept_rows }, support);
     }
-    let lower = pull_back_windows(graph, taps, tables, pending, bias, mag);
-    lower.slice_move(ndarray::s![..m])
+    pull_back_windows(graph, taps, tables, pending, bias, mag)
 }
 
-/// `m` rows rounded up to whole 8-wide tiles of [`gemm_rows`] with zero rows: a partial tile
-/// costs as much as several full ones.
+/// `m` rows rounded up to whole 8-wide tiles of [`gemm_rows`]: windowed arrays carry this many
+/// rows, the last ones zero (a partial tile costs as much as several full ones).
 fn padded(m: usize) -> usize {
     m.next_multiple_of(8)
 }
 
-/// Pulls the windowed rows in `pending` (at window-path nodes, each on its node's support) back
-/// to the input, adding their constant terms to `bias` and `mag`, and returns each row's lower
-/// bound over the box.
+/// Pulls the windowed rows in `pending` (at window-path nodes, each on its node's support,
+/// `padded(m)` rows for the `m` of `bias`) back to the input, adding their constant terms to
+/// `bias` and `mag`, and returns each row's lower bound over the box.
 fn pull_back_windows(
     graph: &Graph,
     taps: &TapMatrices,
     tables: &SampleTables,
     mut pending: Vec<Option<WinRows>>,
-    mut bias: Array1<f64>,
-    mut mag: Array1<f64>,
+    bias: Array1<f64>,
+    mag: Array1<f64>,
 ) -> Array1<f64> {
+    let m = bias.len();
+    debug_assert!(pending.iter().flatten().all(|wr| wr.a.ncols() == padded(m)));
+    let pad = |v: Array1<f64>| -> Array1<f64> {
+        v.into_iter()
+            .chain(std::iter::repeat(0.0))
+            .take(padded(m))
+            .collect()
+    };
+    let (mut bias, mut mag) = (pad(bias), pad(mag));
     for k in (1..pending.len()).rev() {
         let Some(wr) = pending[k].take() else {
             continue;
@@ -667,7 +677,7 @@ fn pull_back_windows(
             _ => unreachable!("window_nodes admits only conv, relu, channel affine and add"),
         }
     }
-    concretize_window(pending[0].take(), tables, &bias, &mag)
+    concretize_window(pending[0].take(), tables, &bias, &mag).slice_move(ndarray::s![..m])
 }
 
 /// CROWN's ReLU relaxation (chord above, slope 0 or 1 below) applied to windowed rows.
@@ -788,7 +798,7 @@ fn conv_pullback_window(
     let (mut wg, mut dest, mut add): (Vec<f64>, Vec<usize>, Vec<bool>) = Default::default();
     for ((oy, ox_lo, ox_hi), readers) in &runs {
         let p_run = from.run(*oy, *ox_lo, ox_hi - ox_lo + 1);
-        let p_col = from_cols[oy - win.y0] + p_run.start - from.run(*oy, win.x0, 1).start;
+        let p_col = from.column(&from_cols, win, *oy, *ox_lo);
         let k = p_run.len();
         // Rows `[kept input channel at q, kept outputs of the run]` of W at each pair's taps.
         wg.clear();
@@ -796,7 +806,7 @@ fn conv_pullback_window(
         add.clear();
         for &(qy, qx, ki) in readers {
             let q_run = to.run(qy, qx, 1);
-            let q_col = to_cols[qy - iy0] + q_run.start - to.run(qy, ix0, 1).start;
+            let q_col = to.column(&to_cols, in_win, qy, qx);
             let slot = &mut written[(qy - iy0) * iw + qx - ix0];
             for (j, &ci) in to.channels[q_run].iter().enumerate() {
                 dest.push((q_col + j) * rows);
@@ -818,7 +828,7 @@ fn conv_pullback_window(
         for qx in ix0..ix0 + iw {
             if !written[(qy - iy0) * iw + qx - ix0] {
                 let q_run = to.run(qy, qx, 1);
-                let q_col = to_cols[qy - iy0] + q_run.start - to.run(qy, ix0, 1).start;
+                let q_col = to.column(&to_cols, in_win, qy, qx);
                 out_all[q_col * rows..(q_col + q_run.len()) * rows].fill(0.0);
             }
         }
