@@ -365,8 +365,8 @@ struct Backsub {
     mag: Array1<f64>,
     /// Functionals at each ReLU output before relaxation (only when requested).
     relu_a: Vec<Option<Array2<f64>>>,
-    /// Functionals left at handed-off nodes (see [`back_substitute`]), in node order.
-    handed_off: Vec<(usize, Array2<f64>)>,
+    /// Functionals left for the window path (see [`back_substitute`]), in node order.
+    handed_off: Vec<window::Handoff>,
 }
 
 pub(crate) fn crown_lower_slope(l: f64, u: f64) -> f64 {
@@ -406,6 +406,21 @@ fn back_substitute(
     handoff: Option<&[bool]>,
 ) -> Backsub {
     let handed = |id: usize| handoff.is_some_and(|h| h[id]);
+    let mut consumers = vec![0; graph.nodes.len()];
+    for node in &graph.nodes {
+        for i in &node.inputs {
+            consumers[i.index()] += 1;
+        }
+    }
+    // The handed-off node a linear op reads, through reshapes, when nothing else reads them:
+    // the window path then takes the op's rows and does its product on kept neurons only.
+    let handed_below = |id: usize| {
+        let mut p = graph.nodes[id].inputs[0].index();
+        while matches!(graph.nodes[p].op, Op::Reshape) && consumers[p] == 1 {
+            p = graph.nodes[p].inputs[0].index();
+        }
+        (handed(p) && consumers[p] == 1).then_some(p)
+    };
     let mut handed_off = Vec::new();
     let rows = a.nrows();
     let d: usize = graph.input_shape().iter().product();
@@ -419,10 +434,24 @@ fn back_substitute(
             continue;
         };
         if handed(id) {
-            handed_off.push((id, a));
+            handed_off.push(window::Handoff {
+                node: id,
+                rows: a,
+                through: None,
+            });
             continue;
         }
         let node = &graph.nodes[id];
+        if let (Op::Linear { bias: b, .. }, Some(p)) = (&node.op, handed_below(id)) {
+            bias += &a.dot(b);
+            mag += &a.mapv(f64::abs).dot(&b.mapv(f64::abs));
+            handed_off.push(window::Handoff {
+                node: p,
+                rows: a,
+                through: Some(id),
+            });
+            continue;
+        }
         if let Op::Relu = node.op {
             let p = node.inputs[0].index();
             let (l, u) = bounds[p].as_ref().expect("pre-activation bounds computed");
@@ -481,7 +510,11 @@ fn back_substitute(
     }
     let a = match pending[0].take() {
         Some(a) if handed(0) => {
-            handed_off.push((0, a));
+            handed_off.push(window::Handoff {
+                node: 0,
+                rows: a,
+                through: None,
+            });
             Array2::zeros((rows, 0))
         }
         Some(a) => a,
@@ -1239,7 +1272,7 @@ pub fn margin_bounds_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::build::{random_cnn, random_mlp, random_resnet, Rng};
+    use crate::ir::build::{random_cnn, random_cnn_dense_head, random_mlp, random_resnet, Rng};
 
     /// Skipping far sides changes no relaxation: every neuron keeps its stability and sign,
     /// unstable neurons keep their bounds bit for bit, and CROWN and α-CROWN
@@ -1254,6 +1287,7 @@ mod tests {
             .collect();
         graphs.push(random_cnn(&mut rng, [2, 7, 7], 3, 4));
         graphs.push(random_resnet(&mut rng, [3, 6, 6], 4, 3));
+        graphs.push(random_cnn_dense_head(&mut rng, [2, 6, 6], 3, 3));
         let methods = [
             BoundMethod::Crown,
             BoundMethod::AlphaCrown {

@@ -820,12 +820,33 @@ mod avx2 {
         let (r8, r4) = (r / 8 * 8, r / 4 * 4);
         // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row tiles.
         let strip = (1024 / k.max(1)).max(8) / 8 * 8;
+        let tiles = n.div_ceil(6);
         for j0 in (0..r8).step_by(strip) {
             let j1 = (j0 + strip).min(r8);
+            // Prefetches hide the latency of rows not in cache: the next row tile's lines of `c`,
+            // and the next strip's lines of `a`, spread over this strip's row tiles.
+            let next_lines = if tiles > 1 {
+                k * (j1..(j1 + strip).min(r8)).step_by(8).len()
+            } else {
+                0
+            };
+            let per_tile = next_lines.div_ceil(tiles);
+            let mut fetched = 0;
             let mut i0 = 0;
             while i0 < n {
                 let m = (n - i0).min(6);
                 let wi = w.add(i0 * k);
+                for &d in &dest[(i0 + 6).min(n)..(i0 + 12).min(n)] {
+                    for j in (j0..j1).step_by(8) {
+                        _mm_prefetch::<_MM_HINT_T0>(c.add(d + j) as *const i8);
+                    }
+                }
+                let stop = (fetched + per_tile).min(next_lines);
+                for line in fetched..stop {
+                    let (kk, t) = (line % k, line / k);
+                    _mm_prefetch::<_MM_HINT_T0>(a.add(kk * r + j1 + 8 * t) as *const i8);
+                }
+                fetched = stop;
                 let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
                 for j in (j0..j1).step_by(8) {
                     let (aj, cj) = (a.add(j), c.add(j));

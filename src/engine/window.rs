@@ -13,10 +13,11 @@
 //! half the neurons of each layer dead this is a quarter of the dense work.
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::{conv_window, gemm_rows, simd_rows, tap_matrix, Rect};
+use super::linop::{conv_window, count_gemm, gemm_rows, simd_rows, tap_matrix, Rect};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
-use ndarray::{Array1, Array2, ArrayView1};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayView1, Axis};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -564,20 +565,35 @@ pub(crate) fn crown_window_sided(
     lower
 }
 
-/// Finishes a dense back-substitution (`cpu::crown_sided`) on the window path: `rows` are the
-/// functionals it left at window-path nodes, `[m, C·H·W]` in the IR's order; `bias` and `mag`
-/// its constant terms so far. Returns each row's lower bound over the box.
+/// Functionals a dense back-substitution leaves for the window path: `rows`, `[m, ·]`, are
+/// functionals of window-path node `node` in the IR's order (`C·H·W`), or, `through` a linear
+/// op reading it (by way of reshapes), functionals of that op's output with its bias terms
+/// already counted.
+pub(crate) struct Handoff {
+    pub node: usize,
+    pub rows: Array2<f64>,
+    pub through: Option<usize>,
+}
+
+/// Finishes a dense back-substitution (`cpu::crown_sided`) on the window path: `handoffs` are
+/// the functionals it left there, `bias` and `mag` its constant terms so far. Returns each
+/// row's lower bound over the box.
 pub(crate) fn finish_dense_rows(
     graph: &Graph,
     taps: &TapMatrices,
     tables: &SampleTables,
-    rows: Vec<(usize, Array2<f64>)>,
+    handoffs: Vec<Handoff>,
     bias: Array1<f64>,
     mag: Array1<f64>,
 ) -> Array1<f64> {
     let m = bias.len();
     let mut pending: Vec<Option<WinRows>> = (0..graph.nodes.len()).map(|_| None).collect();
-    for (k, a) in rows {
+    for Handoff {
+        node: k,
+        rows: a,
+        through,
+    } in handoffs
+    {
         let (_, h, w) = dims(&graph.nodes[k].shape);
         let win = Win {
             y0: 0,
@@ -593,8 +609,20 @@ pub(crate) fn finish_dense_rows(
             source.extend(channels.iter().map(|&ch| ch as usize * h * w + p));
         }
         let mut kept_rows = pooled(source.len(), padded(m), padded(m) != m);
-        for (mut dst, &i) in kept_rows.rows_mut().into_iter().zip(&source) {
-            dst.slice_mut(ndarray::s![..m]).assign(&a.column(i));
+        match through.map(|id| &graph.nodes[id].op) {
+            Some(Op::Linear { weight, .. }) => {
+                // Kept neurons' rows `W[:, kept]ᵀ · aᵀ`: the product for those columns only.
+                let kept_weight = weight.select(Axis(1), &source);
+                count_gemm(source.len(), weight.nrows(), m);
+                let mut dst = kept_rows.slice_mut(ndarray::s![.., ..m]);
+                general_mat_mul(1.0, &kept_weight.t(), &a.t(), 0.0, &mut dst);
+            }
+            Some(_) => unreachable!("rows hand off through linear ops only"),
+            None => {
+                for (mut dst, &i) in kept_rows.rows_mut().into_iter().zip(&source) {
+                    dst.slice_mut(ndarray::s![..m]).assign(&a.column(i));
+                }
+            }
         }
         accumulate(&mut pending[k], WinRows { win, a: kept_rows }, support);
     }
@@ -602,9 +630,16 @@ pub(crate) fn finish_dense_rows(
 }
 
 /// `m` rows rounded up to whole 8-wide tiles of [`gemm_rows`]: windowed arrays carry this many
-/// rows, the last ones zero (a partial tile costs as much as several full ones).
+/// rows, the last ones zero (a partial tile costs as much as several full ones). Never a
+/// multiple of 64: a neuron's rows would then start 512 bytes apart times a power of two, and
+/// the lines of a column strip crowd into a few L1 sets (256 rows ran 20% slower than 264).
 fn padded(m: usize) -> usize {
-    m.next_multiple_of(8)
+    let r = m.next_multiple_of(8);
+    if r.is_multiple_of(64) {
+        r + 8
+    } else {
+        r
+    }
 }
 
 /// Pulls the windowed rows in `pending` (at window-path nodes, each on its node's support,
@@ -627,6 +662,13 @@ fn pull_back_windows(
             .collect()
     };
     let (mut bias, mut mag) = (pad(bias), pad(mag));
+    let mut consumers = vec![0; graph.nodes.len()];
+    for node in &graph.nodes {
+        for i in &node.inputs {
+            consumers[i.index()] += 1;
+        }
+    }
+    let mut bias_added = vec![false; graph.nodes.len()];
     for k in (1..pending.len()).rev() {
         let Some(wr) = pending[k].take() else {
             continue;
@@ -643,8 +685,23 @@ fn pull_back_windows(
                 let relaxation = tables.relu[k]
                     .as_ref()
                     .expect("pre-activation bounds computed");
-                let out = relax_relu(wr, support, relaxation, &mut bias, &mut mag);
-                pass_on(out, node.inputs[0].index(), &mut pending);
+                let p = node.inputs[0].index();
+                // A conv feeding only this ReLU gets its bias terms here, while the rows are in
+                // cache, rather than in a pass of its own.
+                let shift = match &graph.nodes[p].op {
+                    Op::Conv2d { bias: cb, .. } if consumers[p] == 1 => {
+                        bias_added[p] = true;
+                        Some(column_values(
+                            support,
+                            wr.win,
+                            cb.as_slice().expect("contiguous"),
+                        ))
+                    }
+                    _ => None,
+                };
+                let terms = (&mut bias, &mut mag);
+                let out = relax_relu(wr, support, relaxation, shift.as_deref(), terms);
+                pass_on(out, p, &mut pending);
             }
             Op::ChannelAffine { scale, shift } => {
                 let mut wr = wr;
@@ -660,8 +717,14 @@ fn pull_back_windows(
                 let p = node.inputs[0].index();
                 let tap = taps.0[k].as_ref().expect("tap matrix of a conv node");
                 let to = tables.support(p);
-                let out =
-                    conv_pullback_window(wr, graph, node, tap, support, to, &mut bias, &mut mag);
+                if !bias_added[k] {
+                    let Op::Conv2d { bias: cb, .. } = &node.op else {
+                        unreachable!("a conv node")
+                    };
+                    let cb = column_values(support, wr.win, cb.as_slice().expect("contiguous"));
+                    add_column_terms(&wr.a, &cb, &mut bias, &mut mag);
+                }
+                let out = conv_pullback_window(wr, graph, node, tap, support, to);
                 accumulate(&mut pending[p], out, to);
             }
             Op::Add => {
@@ -680,17 +743,27 @@ fn pull_back_windows(
     concretize_window(pending[0].take(), tables, &bias, &mag).slice_move(ndarray::s![..m])
 }
 
-/// CROWN's ReLU relaxation (chord above, slope 0 or 1 below) applied to windowed rows.
+/// CROWN's ReLU relaxation (chord above, slope 0 or 1 below) applied to windowed rows; with
+/// `shift` (a constant per column added to the ReLU's input), also that constant's terms.
 fn relax_relu(
     mut wr: WinRows,
     support: &Support,
     relaxation: &Relaxation,
-    bias: &mut Array1<f64>,
-    mag: &mut Array1<f64>,
+    shift: Option<&[f64]>,
+    (bias, mag): (&mut Array1<f64>, &mut Array1<f64>),
 ) -> WinRows {
     // Σ per row of the chord intercepts the negative coefficients pick up (≤ 0).
     let mut picked = vec![0.0; wr.a.ncols()];
-    for (mut coefs, n) in wr.a.rows_mut().into_iter().zip(support.columns(wr.win)) {
+    let (b, m) = (
+        bias.as_slice_mut().expect("contiguous"),
+        mag.as_slice_mut().expect("contiguous"),
+    );
+    for (j, (mut coefs, n)) in
+        wr.a.rows_mut()
+            .into_iter()
+            .zip(support.columns(wr.win))
+            .enumerate()
+    {
         let (lo, up, t) = (
             relaxation.lower[n],
             relaxation.upper[n],
@@ -702,9 +775,15 @@ fn relax_relu(
             if lo != 1.0 {
                 coefs.iter_mut().for_each(|c| *c *= lo);
             }
-            continue;
+        } else {
+            relax_row(coefs, (lo, up, t), &mut picked);
         }
-        relax_row(coefs, (lo, up, t), &mut picked);
+        if let Some(w) = shift
+            .map(|s| s[j])
+            .filter(|&w| w != 0.0 && (lo, up) != (0.0, 0.0))
+        {
+            add_terms_row(coefs, w, b, m);
+        }
     }
     for ((b, m), p) in bias.iter_mut().zip(mag.iter_mut()).zip(&picked) {
         *b += p;
@@ -714,11 +793,10 @@ fn relax_relu(
 }
 
 /// Pulls windowed rows of a conv output (kept on `from`) back to the conv input (its receptive
-/// field, clipped to the image; kept on `to`), adding the bias terms. Gather form: each kept
+/// field, clipped to the image; kept on `to`); the caller adds the bias terms. Gather form: each kept
 /// input position's rows are `Σ_ki W_ki · rows[outputs reached by kernel row ki]`, over kept
 /// neurons only, so dead ReLUs on either side cost nothing; one GEMM per run of outputs serves
 /// every (position, kernel row) reading it.
-#[allow(clippy::too_many_arguments)]
 fn conv_pullback_window(
     wr: WinRows,
     graph: &Graph,
@@ -726,12 +804,7 @@ fn conv_pullback_window(
     taps: &Array2<f64>,
     from: &Support,
     to: &Support,
-    bias: &mut Array1<f64>,
-    mag: &mut Array1<f64>,
 ) -> WinRows {
-    let Op::Conv2d { bias: cb, .. } = &node.op else {
-        unreachable!("a conv node")
-    };
     let g = conv_window(graph, node);
     let win = wr.win;
     let rows = wr.a.ncols();
@@ -755,13 +828,11 @@ fn conv_pullback_window(
         hh: ih,
         ww: iw,
     };
-    let cb = cb.as_slice().expect("contiguous bias");
-    add_column_terms(&wr.a, &column_values(from, win, cb), bias, mag);
     let (from_cols, to_cols) = (from.col_starts(win), to.col_starts(in_win));
-    let mut out = pooled(*to_cols.last().expect("starts"), rows, false);
     let a_all = wr.a.as_slice().expect("standard layout");
-    let out_all = out.as_slice_mut().expect("standard layout");
     let (cin, kw) = (g.cin, g.kw);
+    let mut out = pooled(*to_cols.last().expect("starts"), rows, false);
+    let out_all = out.as_slice_mut().expect("standard layout");
     // The (input position, kernel row) pairs reading each run of outputs `(oy, ox_lo, ox_hi)`:
     // one GEMM per run, its rows those of every pair (stride 2 shares a run among 4 positions,
     // stride 1 among 3). Runs in a fixed order, so a row's sums do not depend on the batch.
@@ -909,12 +980,13 @@ simd_rows! {
 mod tests {
     use super::*;
     use crate::engine::cpu::{crown_sided, sample_intermediate, GraphInfo};
-    use crate::ir::build::{random_cnn, random_resnet, Rng};
+    use crate::ir::build::{random_cnn, random_cnn_dense_head, random_resnet, Rng};
     use ndarray::Array1;
 
     /// The window path gives the dense path's bounds (up to summation order) for every neuron of
     /// every spatial ReLU input, on random CNNs (padding, channel affine) and ResNets (add); so
-    /// do dense rows (of the flat ReLU inputs) finished on the window path.
+    /// do dense rows (of the flat ReLU inputs) finished on the window path, also through a
+    /// linear layer (the second layer of a dense head).
     #[test]
     fn window_rows_match_dense_rows() {
         let mut checked = 0;
@@ -924,6 +996,7 @@ mod tests {
             let graphs = [
                 random_cnn(&mut rng, [2, 7, 7], 3, 4),
                 random_resnet(&mut rng, [3, 6, 6], 4, 3),
+                random_cnn_dense_head(&mut rng, [2, 6, 6], 3, 3),
             ];
             for graph in graphs {
                 let info = GraphInfo::new(&graph);

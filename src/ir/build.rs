@@ -200,6 +200,28 @@ pub fn random_cnn(rng: &mut Rng, input: [usize; 3], channels: usize, classes: us
     b.finish(x)
 }
 
+/// Random CNN with a two-layer dense head, so that dense rows reach the convs through a
+/// linear layer: conv, conv (stride 2), then linear and ReLU twice.
+pub fn random_cnn_dense_head(
+    rng: &mut Rng,
+    input: [usize; 3],
+    channels: usize,
+    classes: usize,
+) -> Graph {
+    let mut b = GraphBuilder::new(&input);
+    let mut x = b.random_conv(rng, GraphBuilder::INPUT, channels, 3, 1, 1);
+    x = b.relu(x);
+    x = b.random_conv(rng, x, channels, 3, 2, 0);
+    x = b.relu(x);
+    x = b.flatten(x);
+    x = b.random_linear(rng, x, 12);
+    x = b.relu(x);
+    x = b.random_linear(rng, x, 10);
+    x = b.relu(x);
+    x = b.random_linear(rng, x, classes);
+    b.finish(x)
+}
+
 /// Random residual net: conv stem, one block `relu(conv(relu(conv x)) + x)`, linear head.
 pub fn random_resnet(rng: &mut Rng, input: [usize; 3], channels: usize, classes: usize) -> Graph {
     let mut b = GraphBuilder::new(&input);
