@@ -750,12 +750,12 @@ macro_rules! simd_rows {
 }
 pub(crate) use simd_rows;
 
-/// `w · a` into rows of `c`: `w` is `[n, k]` and `a` is `[k, r]`, both row-major and contiguous;
-/// row `i` of the product is written to `c[dest[i]..dest[i] + r]`, or added there where
-/// `add[i]`. The window path's conv transposes are many such products with small `n` and `k`
-/// and `r` in the hundreds; reading `a`'s rows in place (no packing) keeps them at the FMA
-/// units' pace. Each entry is summed over `k` in order with fused multiply-adds, then added, so
-/// a column's result does not depend on `r`.
+/// `w · a` into rows of `c`: `w` is `[n, k]` packed by [`packed_at`] and `a` is `[k, r]`,
+/// row-major and contiguous; row `i` of the product is written to `c[dest[i]..dest[i] + r]`,
+/// or added there where `add[i]`. The window path's conv transposes are many such products with
+/// small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (no packing) keeps
+/// them at the FMA units' pace. Each entry is summed over `k` in order with fused
+/// multiply-adds, then added, so a column's result does not depend on `r`.
 pub(crate) fn gemm_rows(
     w: &[f64],
     a: &[f64],
@@ -764,7 +764,7 @@ pub(crate) fn gemm_rows(
     (k, r): (usize, usize),
 ) {
     let n = dest.len();
-    assert!(add.len() == n && w.len() >= n * k && a.len() >= k * r);
+    assert!(add.len() == n && w.len() >= packed_len(n, k) && a.len() >= k * r);
     assert!(dest.iter().all(|&d| d + r <= c.len()));
     count_gemm(n, k, r);
     #[cfg(target_arch = "x86_64")]
@@ -776,6 +776,21 @@ pub(crate) fn gemm_rows(
     }
     gemm_rows_portable(w, a, c, (dest, add), (k, r));
 }
+
+/// Rows of `w` go in tiles of [`TILE_ROWS`], each stored `[k][TILE_ROWS]`, so that the kernel
+/// broadcasts a tile's weights from one contiguous stream: entry `(i, kk)` of an `[n, k]`
+/// matrix is at `packed_at(i, kk, k)`.
+pub(crate) fn packed_at(i: usize, kk: usize, k: usize) -> usize {
+    (i / TILE_ROWS * k + kk) * TILE_ROWS + i % TILE_ROWS
+}
+
+/// Length of an `[n, k]` matrix packed by [`packed_at`] (the last tile padded).
+pub(crate) fn packed_len(n: usize, k: usize) -> usize {
+    n.div_ceil(TILE_ROWS) * k * TILE_ROWS
+}
+
+/// Rows per register tile of [`gemm_rows`].
+const TILE_ROWS: usize = 6;
 
 /// [`gemm_rows`] in plain loops, for CPUs without AVX2 and FMA: the same fused sums, so the same
 /// bits.
@@ -790,7 +805,7 @@ fn gemm_rows_portable(
     for (i, (&d, &add)) in dest.iter().zip(add).enumerate() {
         row.fill(0.0);
         for kk in 0..k {
-            let wv = w[i * k + kk];
+            let wv = w[packed_at(i, kk, k)];
             for (o, v) in row.iter_mut().zip(&a[kk * r..(kk + 1) * r]) {
                 *o = f64::mul_add(wv, *v, *o);
             }
@@ -835,6 +850,7 @@ mod avx2 {
             let mut i0 = 0;
             while i0 < n {
                 let m = (n - i0).min(6);
+                // Tile `i0 / 6` starts at `i0 · k` (see `packed_at`).
                 let wi = w.add(i0 * k);
                 for &d in &dest[(i0 + 6).min(n)..(i0 + 12).min(n)] {
                     for j in (j0..j1).step_by(8) {
@@ -864,14 +880,15 @@ mod avx2 {
         }
         for i in 0..n {
             let out = c.add(dest[i]);
-            let wr = w.add(i * k);
+            // Row `i`'s weights, `TILE_ROWS` apart.
+            let wr = w.add(super::packed_at(i, 0, k));
             if r8 < r4 {
                 tile4(wr, a.add(r8), out.add(r8), add[i], k, r);
             }
             for jj in r4..r {
                 let mut s = 0.0;
                 for kk in 0..k {
-                    s = f64::mul_add(*wr.add(kk), *a.add(kk * r + jj), s);
+                    s = f64::mul_add(*wr.add(kk * super::TILE_ROWS), *a.add(kk * r + jj), s);
                 }
                 let o = out.add(jj);
                 *o = if add[i] { s + *o } else { s };
@@ -895,7 +912,7 @@ mod avx2 {
             let a0 = _mm256_loadu_pd(a.add(kk * r));
             let a1 = _mm256_loadu_pd(a.add(kk * r + 4));
             for (i, acc) in acc.iter_mut().enumerate() {
-                let wv = _mm256_broadcast_sd(&*w.add(i * k + kk));
+                let wv = _mm256_broadcast_sd(&*w.add(kk * super::TILE_ROWS + i));
                 acc[0] = _mm256_fmadd_pd(wv, a0, acc[0]);
                 acc[1] = _mm256_fmadd_pd(wv, a1, acc[1]);
             }
@@ -917,7 +934,7 @@ mod avx2 {
     unsafe fn tile4(w: *const f64, a: *const f64, c: *mut f64, add: bool, k: usize, r: usize) {
         let mut acc = _mm256_setzero_pd();
         for kk in 0..k {
-            let wv = _mm256_broadcast_sd(&*w.add(kk));
+            let wv = _mm256_broadcast_sd(&*w.add(kk * super::TILE_ROWS));
             acc = _mm256_fmadd_pd(wv, _mm256_loadu_pd(a.add(kk * r)), acc);
         }
         if add {
@@ -947,15 +964,21 @@ mod tests {
             (18, 32, 477),
         ] {
             let w: Vec<f64> = (0..n * k).map(|_| rng.uniform() - 0.5).collect();
+            let mut packed = vec![f64::NAN; packed_len(n, k)];
+            for i in 0..n {
+                for kk in 0..k {
+                    packed[packed_at(i, kk, k)] = w[i * k + kk];
+                }
+            }
             let a: Vec<f64> = (0..k * r).map(|_| rng.uniform() - 0.5).collect();
             let start: Vec<f64> = (0..(n + 1) * r).map(|_| rng.uniform()).collect();
             // Rows go to slots in reverse order (slot 0 untouched), every third one added.
             let dest: Vec<usize> = (0..n).map(|i| (n - i) * r).collect();
             let add: Vec<bool> = (0..n).map(|i| i % 3 == 1).collect();
             let mut c = start.clone();
-            gemm_rows(&w, &a, &mut c, (&dest, &add), (k, r));
+            gemm_rows(&packed, &a, &mut c, (&dest, &add), (k, r));
             let mut portable = start.clone();
-            gemm_rows_portable(&w, &a, &mut portable, (&dest, &add), (k, r));
+            gemm_rows_portable(&packed, &a, &mut portable, (&dest, &add), (k, r));
             assert_eq!(c, portable);
             assert_eq!(c[..r], start[..r]);
             for i in 0..n {

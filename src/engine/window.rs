@@ -13,7 +13,9 @@
 //! half the neurons of each layer dead this is a quarter of the dense work.
 
 use super::cpu::{finish_bound, relu_relaxation, Interval};
-use super::linop::{conv_window, count_gemm, gemm_rows, simd_rows, tap_matrix, Rect};
+use super::linop::{
+    conv_window, count_gemm, gemm_rows, packed_at, packed_len, simd_rows, tap_matrix, Rect,
+};
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
 use ndarray::linalg::general_mat_mul;
@@ -871,8 +873,14 @@ fn conv_pullback_window(
         let p_run = from.run(*oy, *ox_lo, ox_hi - ox_lo + 1);
         let p_col = from.column(&from_cols, win, *oy, *ox_lo);
         let k = p_run.len();
-        // Rows `[kept input channel at q, kept outputs of the run]` of W at each pair's taps.
+        // Rows `[kept input channel at q, kept outputs of the run]` of W at each pair's taps,
+        // packed for `gemm_rows`.
+        let n: usize = readers
+            .iter()
+            .map(|&(qy, qx, _)| to.run(qy, qx, 1).len())
+            .sum();
         wg.clear();
+        wg.resize(packed_len(n, k), 0.0);
         dest.clear();
         add.clear();
         for &(qy, qx, ki) in readers {
@@ -880,14 +888,19 @@ fn conv_pullback_window(
             let q_col = to.column(&to_cols, in_win, qy, qx);
             let slot = &mut written[(qy - iy0) * iw + qx - ix0];
             for (j, &ci) in to.channels[q_run].iter().enumerate() {
+                let i = dest.len();
                 dest.push((q_col + j) * rows);
                 add.push(*slot);
+                let mut kk = 0;
                 for ox in *ox_lo..=*ox_hi {
                     let tap = (ki * kw + qx + g.pw - ox * g.sw) * cin + ci as usize;
                     let outputs = &from.channels[from.run(*oy, ox, 1)];
                     let weights = taps.row(tap);
                     let weights = weights.as_slice().expect("standard layout");
-                    wg.extend(outputs.iter().map(|&co| weights[co as usize]));
+                    for &co in outputs {
+                        wg[packed_at(i, kk, k)] = weights[co as usize];
+                        kk += 1;
+                    }
                 }
             }
             *slot = true;
