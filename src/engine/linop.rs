@@ -790,7 +790,7 @@ pub(crate) fn packed_len(n: usize, k: usize) -> usize {
 }
 
 /// Rows per register tile of [`gemm_rows`].
-const TILE_ROWS: usize = 6;
+pub(crate) const TILE_ROWS: usize = 6;
 
 /// [`gemm_rows`] in plain loops, for CPUs without AVX2 and FMA: the same fused sums, so the same
 /// bits.

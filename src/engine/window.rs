@@ -15,6 +15,7 @@
 use super::cpu::{finish_bound, relu_relaxation, Interval};
 use super::linop::{
     conv_window, count_gemm, gemm_rows, packed_at, packed_len, simd_rows, tap_matrix, Rect,
+    TILE_ROWS,
 };
 use super::DeltaBox;
 use crate::ir::{Graph, Node, Op};
@@ -888,18 +889,20 @@ fn conv_pullback_window(
             let q_col = to.column(&to_cols, in_win, qy, qx);
             let slot = &mut written[(qy - iy0) * iw + qx - ix0];
             for (j, &ci) in to.channels[q_run].iter().enumerate() {
-                let i = dest.len();
+                // Row `i`'s weights, one per `TILE_ROWS` entries from its first.
+                let mut row = wg[packed_at(dest.len(), 0, k)..]
+                    .iter_mut()
+                    .step_by(TILE_ROWS);
                 dest.push((q_col + j) * rows);
                 add.push(*slot);
-                let mut kk = 0;
                 for ox in *ox_lo..=*ox_hi {
                     let tap = (ki * kw + qx + g.pw - ox * g.sw) * cin + ci as usize;
                     let outputs = &from.channels[from.run(*oy, ox, 1)];
                     let weights = taps.row(tap);
                     let weights = weights.as_slice().expect("standard layout");
-                    for &co in outputs {
-                        wg[packed_at(i, kk, k)] = weights[co as usize];
-                        kk += 1;
+                    // `outputs` first: a zip stops on it without taking a slot.
+                    for (&co, slot) in outputs.iter().zip(row.by_ref()) {
+                        *slot = weights[co as usize];
                     }
                 }
             }
