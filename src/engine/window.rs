@@ -880,8 +880,8 @@ fn conv_pullback_window(
             .iter()
             .map(|&(qy, qx, _)| to.run(qy, qx, 1).len())
             .sum();
-        wg.clear();
-        wg.resize(packed_len(n, k), 0.0);
+        // Every entry the kernel reads is written below (it never reads a last tile's padding).
+        wg.resize(wg.len().max(packed_len(n, k)), 0.0);
         dest.clear();
         add.clear();
         for &(qy, qx, ki) in readers {
