@@ -393,7 +393,8 @@ pub(crate) fn relu_relaxation(l: f64, u: f64) -> (f64, f64, f64, bool) {
 /// Pulls the functionals seeded at `seed` back to the input, relaxing each ReLU with the
 /// pre-activation bounds in `bounds` (chord above, slope `alpha` or CROWN's choice below).
 /// Functionals reaching a node marked in `handoff` stop there (in `handed_off`; `a` is then
-/// empty): the window path finishes them.
+/// empty): the window path finishes them. Those about to cross a linear op into such a node
+/// stop before it (bias terms counted), so the window path does its product on kept neurons.
 #[allow(clippy::too_many_arguments)]
 fn back_substitute(
     graph: &Graph,
