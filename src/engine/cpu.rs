@@ -407,12 +407,7 @@ fn back_substitute(
     handoff: Option<&[bool]>,
 ) -> Backsub {
     let handed = |id: usize| handoff.is_some_and(|h| h[id]);
-    let mut consumers = vec![0; graph.nodes.len()];
-    for node in &graph.nodes {
-        for i in &node.inputs {
-            consumers[i.index()] += 1;
-        }
-    }
+    let consumers = graph.consumer_counts();
     // The handed-off node a linear op reads, through reshapes, when nothing else reads them:
     // the window path then takes the op's rows and does its product on kept neurons only.
     let handed_below = |id: usize| {

@@ -665,12 +665,7 @@ fn pull_back_windows(
             .collect()
     };
     let (mut bias, mut mag) = (pad(bias), pad(mag));
-    let mut consumers = vec![0; graph.nodes.len()];
-    for node in &graph.nodes {
-        for i in &node.inputs {
-            consumers[i.index()] += 1;
-        }
-    }
+    let consumers = graph.consumer_counts();
     let mut bias_added = vec![false; graph.nodes.len()];
     for k in (1..pending.len()).rev() {
         let Some(wr) = pending[k].take() else {

@@ -124,6 +124,18 @@ pub struct Graph {
 impl Graph {
     pub const INPUT: NodeId = NodeId(0);
 
+    /// Number of consumers of each node (the graph output counts as one).
+    pub fn consumer_counts(&self) -> Vec<usize> {
+        let mut count = vec![0; self.nodes.len()];
+        for node in &self.nodes {
+            for i in &node.inputs {
+                count[i.index()] += 1;
+            }
+        }
+        count[self.output.index()] += 1;
+        count
+    }
+
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.index()]
     }

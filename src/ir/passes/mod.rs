@@ -25,18 +25,6 @@ pub fn optimize(graph: &Graph) -> Result<Graph, ValidationError> {
     Ok(g)
 }
 
-/// Number of consumers of each node (the graph output counts as one).
-fn consumers(graph: &Graph) -> Vec<usize> {
-    let mut count = vec![0; graph.nodes.len()];
-    for node in &graph.nodes {
-        for i in &node.inputs {
-            count[i.index()] += 1;
-        }
-    }
-    count[graph.output.index()] += 1;
-    count
-}
-
 /// Points every use of `from` (and the output) at `to`.
 fn redirect(graph: &mut Graph, from: NodeId, to: NodeId) {
     for node in &mut graph.nodes {
@@ -84,7 +72,7 @@ pub fn remove_dead(graph: &Graph) -> Graph {
 /// is folded into that layer's weights and bias.
 pub fn fold_batchnorm(graph: &Graph) -> Graph {
     let mut g = graph.clone();
-    let uses = consumers(graph);
+    let uses = graph.consumer_counts();
     for k in 0..g.nodes.len() {
         let Op::ChannelAffine { scale, shift } = g.nodes[k].op.clone() else {
             continue;
@@ -133,7 +121,7 @@ pub fn fold_batchnorm(graph: &Graph) -> Graph {
 /// alone: its zero padding would become `shift` after folding, which is not exact.
 pub fn fold_normalize(graph: &Graph) -> Graph {
     let mut g = graph.clone();
-    let uses = consumers(graph);
+    let uses = graph.consumer_counts();
     let mut single_consumer = vec![None; g.nodes.len()];
     for (c, node) in g.nodes.iter().enumerate() {
         for i in &node.inputs {
@@ -229,7 +217,7 @@ pub fn drop_identity_reshapes(graph: &Graph) -> Graph {
 /// product has fewer weights than the pair.
 pub fn fuse_linear(graph: &Graph) -> Graph {
     let mut g = graph.clone();
-    let uses = consumers(graph);
+    let uses = graph.consumer_counts();
     for k in 0..g.nodes.len() {
         let Op::Linear {
             weight: w2,
