@@ -753,8 +753,8 @@ pub(crate) use simd_rows;
 /// `w · a` into rows of `c`: `w` is `[n, k]` packed by [`packed_at`] and `a` is `[k, r]`,
 /// row-major and contiguous; row `i` of the product is written to `c[dest[i]..dest[i] + r]`,
 /// or added there where `add[i]`. The window path's conv transposes are many such products with
-/// small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (no packing) keeps
-/// them at the FMA units' pace. Each entry is summed over `k` in order with fused
+/// small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (only the small `w` is
+/// packed, by the caller) keeps them at the FMA units' pace. Each entry is summed over `k` in order with fused
 /// multiply-adds, then added, so a column's result does not depend on `r`.
 pub(crate) fn gemm_rows(
     w: &[f64],
@@ -818,6 +818,7 @@ fn gemm_rows_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::TILE_ROWS;
     use std::arch::x86_64::*;
 
     /// [`super::gemm_rows`] in 6 × 8 register tiles (12 accumulators) over column strips that
@@ -835,7 +836,7 @@ mod avx2 {
         let (r8, r4) = (r / 8 * 8, r / 4 * 4);
         // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row tiles.
         let strip = (1024 / k.max(1)).max(8) / 8 * 8;
-        let tiles = n.div_ceil(6);
+        let tiles = n.div_ceil(TILE_ROWS);
         for j0 in (0..r8).step_by(strip) {
             let j1 = (j0 + strip).min(r8);
             // Prefetches hide the latency of rows not in cache: the next row tile's lines of `c`,
@@ -849,10 +850,10 @@ mod avx2 {
             let mut fetched = 0;
             let mut i0 = 0;
             while i0 < n {
-                let m = (n - i0).min(6);
-                // Tile `i0 / 6` starts at `i0 · k` (see `packed_at`).
+                let m = (n - i0).min(TILE_ROWS);
+                // Tile `i0 / TILE_ROWS` starts at `i0 · k` (see `packed_at`).
                 let wi = w.add(i0 * k);
-                for &d in &dest[(i0 + 6).min(n)..(i0 + 12).min(n)] {
+                for &d in &dest[(i0 + TILE_ROWS).min(n)..(i0 + 2 * TILE_ROWS).min(n)] {
                     for j in (j0..j1).step_by(8) {
                         _mm_prefetch::<_MM_HINT_T0>(c.add(d + j) as *const i8);
                     }
@@ -888,7 +889,7 @@ mod avx2 {
             for jj in r4..r {
                 let mut s = 0.0;
                 for kk in 0..k {
-                    s = f64::mul_add(*wr.add(kk * super::TILE_ROWS), *a.add(kk * r + jj), s);
+                    s = f64::mul_add(*wr.add(kk * TILE_ROWS), *a.add(kk * r + jj), s);
                 }
                 let o = out.add(jj);
                 *o = if add[i] { s + *o } else { s };
@@ -912,7 +913,7 @@ mod avx2 {
             let a0 = _mm256_loadu_pd(a.add(kk * r));
             let a1 = _mm256_loadu_pd(a.add(kk * r + 4));
             for (i, acc) in acc.iter_mut().enumerate() {
-                let wv = _mm256_broadcast_sd(&*w.add(kk * super::TILE_ROWS + i));
+                let wv = _mm256_broadcast_sd(&*w.add(kk * TILE_ROWS + i));
                 acc[0] = _mm256_fmadd_pd(wv, a0, acc[0]);
                 acc[1] = _mm256_fmadd_pd(wv, a1, acc[1]);
             }
@@ -934,7 +935,7 @@ mod avx2 {
     unsafe fn tile4(w: *const f64, a: *const f64, c: *mut f64, add: bool, k: usize, r: usize) {
         let mut acc = _mm256_setzero_pd();
         for kk in 0..k {
-            let wv = _mm256_broadcast_sd(&*w.add(kk * super::TILE_ROWS));
+            let wv = _mm256_broadcast_sd(&*w.add(kk * TILE_ROWS));
             acc = _mm256_fmadd_pd(wv, _mm256_loadu_pd(a.add(kk * r)), acc);
         }
         if add {
