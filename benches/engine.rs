@@ -3,8 +3,9 @@
 //! through `GraphClassifier`; CROWN on Conv-big (ε = 2, 8/255, built by the front end from
 //! `std::nets::conv_big`) and on ResNet-2B/4B (CIFAR-10, ε = 2/255). Absent models and data are
 //! skipped with a message.
-//! Run: `cargo bench --bench engine` (optionally `-- <n> [<filter>]`: n samples, and only the
-//! models whose name contains the filter).
+//! Run: `cargo bench --bench engine` (optionally `-- <n> [<filter>] [--eps=2,8] [--rows=f32]`: n
+//! samples, only the models whose name contains the filter, Conv-big's radii in 1/255, and the
+//! window rows' scalar).
 
 use ndarray::{Array1, Array2};
 use std::path::Path;
@@ -13,9 +14,9 @@ use std::time::Instant;
 use upcc::attacks::{run_attack, AttackKind, AttackOptions, Classifier};
 use upcc::driver::process::{cpu_seconds, peak_rss_mb};
 use upcc::driver::verify::GraphClassifier;
-use upcc::engine::cpu::margin_bounds;
+use upcc::engine::cpu::margin_bounds_cached;
 use upcc::engine::linop::GEMM_FLOPS;
-use upcc::engine::{forward, BoundMethod, DeltaBox};
+use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, RowPrecision};
 use upcc::formats::dataset::{load_dataset, DatasetSource, PixelLayout};
 use upcc::formats::load_tensors;
 use upcc::formats::onnx::load_model;
@@ -39,6 +40,16 @@ fn main() {
         .cloned()
         .unwrap_or_default();
     let selected = |name: &str| name.contains(&filter);
+    let conv_big_radii: Vec<f64> = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--eps="))
+        .map(|list| list.split(',').filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_else(|| vec![2.0, 8.0]);
+    let rows = if args.iter().any(|a| a == "--rows=f32") {
+        RowPrecision::F32
+    } else {
+        RowPrecision::F64
+    };
     println!("threads: {}", rayon::current_num_threads());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = match load_dataset(&DatasetSource::Npz(root.join("data/mnist/heldout.npz"))) {
@@ -77,7 +88,14 @@ fn main() {
         let labels = predicted(&graph, &x);
         for k in [2.0, 4.0, 6.0, 8.0] {
             let delta = DeltaBox::linf(d, k / 255.0);
-            bound_run(name, &graph, &x, &labels, &format!("{k}/255"), &delta);
+            bound_run(
+                name,
+                &graph,
+                (&x, &labels),
+                &format!("{k}/255"),
+                &delta,
+                rows,
+            );
         }
         attack_run(name, &graph, &x, &data.labels[..n]);
     }
@@ -89,12 +107,19 @@ fn main() {
             continue;
         };
         let labels = predicted(&graph, &x);
-        for k in [2.0, 8.0] {
+        for &k in &conv_big_radii {
             let delta = DeltaBox::linf(d, k / 255.0);
-            bound_run(name, &graph, &x, &labels, &format!("{k}/255"), &delta);
+            bound_run(
+                name,
+                &graph,
+                (&x, &labels),
+                &format!("{k}/255"),
+                &delta,
+                rows,
+            );
         }
     }
-    resnets(root, n, &selected);
+    resnets(root, n, &selected, rows);
 }
 
 /// Conv-big with the weights of `models/mnist/<name>.safetensors`, built by the front end.
@@ -126,7 +151,7 @@ fn conv_big(root: &Path, name: &str) -> Option<Graph> {
 /// ResNet-2B/4B (VNN-COMP 2021 ONNX) on ERAN's CIFAR-10 test CSV. The normalisation is not in
 /// the ONNX: inputs are normalised here and the box is ε/std per channel, the same set as
 /// prepending the normalisation to the network.
-fn resnets(root: &Path, n: usize, selected: &dyn Fn(&str) -> bool) {
+fn resnets(root: &Path, n: usize, selected: &dyn Fn(&str) -> bool, rows: RowPrecision) {
     let Some(shared) = ["../shared/external", "../../shared/external"]
         .iter()
         .map(|rel| root.join(rel))
@@ -176,14 +201,8 @@ fn resnets(root: &Path, n: usize, selected: &dyn Fn(&str) -> bool) {
             lo: Array1::from_shape_fn(d, |k| -eps / std[k / 1024]),
             hi: Array1::from_shape_fn(d, |k| eps / std[k / 1024]),
         };
-        bound_run(
-            name,
-            &graph,
-            &x,
-            &labels,
-            "2/255 (per-channel /std)",
-            &delta,
-        );
+        let eps = "2/255 (per-channel /std)";
+        bound_run(name, &graph, (&x, &labels), eps, &delta, rows);
     }
 }
 
@@ -199,16 +218,18 @@ fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
 fn bound_run(
     name: &str,
     graph: &Graph,
-    x: &Array2<f64>,
-    labels: &[usize],
+    (x, labels): (&Array2<f64>, &[usize]),
     eps: &str,
     delta: &DeltaBox,
+    rows: RowPrecision,
 ) {
     let method = &BoundMethod::Crown;
     GEMM_FLOPS.store(0, Ordering::Relaxed);
     let cpu_start = cpu_seconds();
     let start = Instant::now();
-    let bounds = margin_bounds(graph, x.view(), labels, delta, method).expect("bounds");
+    let no_cache = (&BoundCache::disabled(), rows);
+    let bounds =
+        margin_bounds_cached(graph, x.view(), labels, delta, method, no_cache).expect("bounds");
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds()
         .zip(cpu_start)
@@ -226,8 +247,9 @@ fn bound_run(
         .sum::<f64>()
         / bounds.samples.len().max(1) as f64;
     println!(
-        "{name} n={} eps={eps} {method:?}: {secs:.3} s wall, {cpu:.2} s CPU, GEMM {:.2} GFLOP ({:.2} GFLOP/s wall), peak RSS {:.0} MB, sample-wise certified {certified}, mean Σ lower {mean_lower:.6}",
+        "{name} n={} eps={eps} {method:?} rows {}: {secs:.3} s wall, {cpu:.2} s CPU, GEMM {:.2} GFLOP ({:.2} GFLOP/s wall), peak RSS {:.0} MB, sample-wise certified {certified}, mean Σ lower {mean_lower:.6}",
         x.nrows(),
+        rows.name(),
         flops / 1e9,
         flops / 1e9 / secs,
         peak_rss_mb().unwrap_or(f64::NAN)

@@ -179,6 +179,7 @@ fn run_child(model: &Model, n: usize, solver: &str, time_limit: u64) -> Result<(
     let options = VerifyOptions {
         engine,
         cache: BoundCache::in_memory(),
+        rows: upcc::engine::RowPrecision::F64,
         progress: false,
         attack: AttackOptions::default(),
     };

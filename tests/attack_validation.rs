@@ -77,6 +77,7 @@ fn validate(arch: &str, model: &str, n: usize) {
     let options = VerifyOptions {
         engine: upcc::engine::gpu::BoundEngine::Cpu,
         cache: BoundCache::in_memory(),
+        rows: upcc::engine::RowPrecision::F64,
         progress: false,
         attack: AttackOptions::default(),
     };

@@ -23,6 +23,7 @@ fn run_spec(name: &str, spec: &str) -> Report {
     let options = VerifyOptions {
         engine: upcc::engine::gpu::BoundEngine::Cpu,
         cache: BoundCache::in_memory(),
+        rows: upcc::engine::RowPrecision::F64,
         progress: false,
         attack: AttackOptions::default(),
     };

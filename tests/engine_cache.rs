@@ -4,6 +4,7 @@
 use ndarray::Array2;
 use std::path::PathBuf;
 use upcc::engine::cpu::{margin_bounds, margin_bounds_cached};
+use upcc::engine::RowPrecision::{self, F64};
 use upcc::engine::{BoundCache, BoundMethod, DeltaBox};
 use upcc::ir::build::{random_cnn, Rng};
 use upcc::ir::Op;
@@ -26,14 +27,16 @@ fn properties_and_methods_share_intermediate_bounds() {
     let (graph, x, delta) = setup();
     let cache = BoundCache::in_memory();
     let crown = BoundMethod::Crown;
-    let first = margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &crown, &cache).unwrap();
+    let first =
+        margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &crown, (&cache, F64)).unwrap();
     assert_eq!(cache.stats().computed, 3);
     assert_eq!(
         first,
         margin_bounds(&graph, x.view(), &[0, 1, 2], &delta, &crown).unwrap()
     );
     // Another property (other labels) and α-CROWN reuse the same intermediate bounds.
-    let other = margin_bounds_cached(&graph, x.view(), &[3, 3, 3], &delta, &crown, &cache).unwrap();
+    let other =
+        margin_bounds_cached(&graph, x.view(), &[3, 3, 3], &delta, &crown, (&cache, F64)).unwrap();
     assert_eq!(
         other,
         margin_bounds(&graph, x.view(), &[3, 3, 3], &delta, &crown).unwrap()
@@ -42,7 +45,7 @@ fn properties_and_methods_share_intermediate_bounds() {
         iterations: 3,
         learning_rate: 0.1,
     };
-    margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &alpha, &cache).unwrap();
+    margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &alpha, (&cache, F64)).unwrap();
     let stats = cache.stats();
     assert_eq!((stats.computed, stats.memory_hits), (3, 6));
     // IBP and a different box are different entries.
@@ -52,7 +55,7 @@ fn properties_and_methods_share_intermediate_bounds() {
         &[0, 1, 2],
         &delta,
         &BoundMethod::Ibp,
-        &cache,
+        (&cache, F64),
     )
     .unwrap();
     margin_bounds_cached(
@@ -61,10 +64,16 @@ fn properties_and_methods_share_intermediate_bounds() {
         &[0, 1, 2],
         &DeltaBox::linf(98, 0.02),
         &crown,
-        &cache,
+        (&cache, F64),
     )
     .unwrap();
     assert_eq!(cache.stats().computed, 9);
+    // So are bounds from f32 rows: never served for f64 ones, nor the other way round.
+    let f32_rows = (&cache, RowPrecision::F32);
+    margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &crown, f32_rows).unwrap();
+    assert_eq!(cache.stats().computed, 12);
+    margin_bounds_cached(&graph, x.view(), &[0, 1, 2], &delta, &crown, f32_rows).unwrap();
+    assert_eq!(cache.stats().computed, 12);
 }
 
 #[test]
@@ -77,14 +86,14 @@ fn disk_cache_is_reused_and_corruption_is_rebuilt() {
 
     let run1 = BoundCache::on_disk(&dir);
     assert_eq!(
-        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run1).unwrap(),
+        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, (&run1, F64)).unwrap(),
         fresh
     );
     assert_eq!(run1.stats().computed, 3);
 
     let run2 = BoundCache::on_disk(&dir);
     assert_eq!(
-        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run2).unwrap(),
+        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, (&run2, F64)).unwrap(),
         fresh
     );
     assert_eq!((run2.stats().disk_hits, run2.stats().computed), (3, 0));
@@ -105,7 +114,7 @@ fn disk_cache_is_reused_and_corruption_is_rebuilt() {
 
     let run3 = BoundCache::on_disk(&dir);
     assert_eq!(
-        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run3).unwrap(),
+        margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, (&run3, F64)).unwrap(),
         fresh
     );
     let s = run3.stats();
@@ -113,7 +122,7 @@ fn disk_cache_is_reused_and_corruption_is_rebuilt() {
 
     // Rebuilt entries are valid again.
     let run4 = BoundCache::on_disk(&dir);
-    margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, &run4).unwrap();
+    margin_bounds_cached(&graph, x.view(), &labels, &delta, &m, (&run4, F64)).unwrap();
     assert_eq!(run4.stats().disk_hits, 3);
 
     // A changed network never hits the old entries.
@@ -122,7 +131,7 @@ fn disk_cache_is_reused_and_corruption_is_rebuilt() {
         bias[0] += 1e-12;
     }
     let run5 = BoundCache::on_disk(&dir);
-    margin_bounds_cached(&changed, x.view(), &labels, &delta, &m, &run5).unwrap();
+    margin_bounds_cached(&changed, x.view(), &labels, &delta, &m, (&run5, F64)).unwrap();
     assert_eq!((run5.stats().disk_hits, run5.stats().computed), (0, 3));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -138,7 +147,7 @@ fn disabled_cache_computes_every_time() {
             &[0, 0, 0],
             &delta,
             &BoundMethod::Crown,
-            &cache,
+            (&cache, F64),
         )
         .unwrap();
     }

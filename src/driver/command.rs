@@ -9,7 +9,7 @@ use super::verify::{verify, VerifyOptions, VerifyRun};
 use crate::attacks::AttackOptions;
 use crate::diagnostics::{render_ariadne, Diagnostic};
 use crate::engine::gpu::{BoundEngine, DeviceChoice};
-use crate::engine::BoundCache;
+use crate::engine::{BoundCache, RowPrecision};
 use crate::semantics;
 use crate::source::SourceMap;
 use std::io::Write;
@@ -32,6 +32,8 @@ pub struct VerifyArgs {
     pub progress: bool,
     /// Where the bounds are computed.
     pub device: DeviceChoice,
+    /// The scalar of the CPU engine's window rows.
+    pub rows: RowPrecision,
 }
 
 /// Exit codes: 0 every property ran, 1 diagnostics, 2 usage or IO failure.
@@ -76,6 +78,7 @@ pub fn run_verify(args: &VerifyArgs) -> u8 {
     };
     let options = VerifyOptions {
         cache,
+        rows: args.rows,
         engine,
         progress: args.progress,
         attack: AttackOptions::default(),

@@ -11,7 +11,7 @@ use super::report::{
 use crate::attacks::{self, AttackKind, AttackOptions, AttackResult, Classifier};
 use crate::diagnostics::Diagnostic;
 use crate::engine::gpu::BoundEngine;
-use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError};
+use crate::engine::{self, BoundCache, BoundMethod, DeltaBox, EngineError, RowPrecision};
 use crate::milp::{self, MilpOptions};
 use crate::population;
 use crate::semantics::{
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 /// How `verify` runs, beyond what the spec says.
 pub struct VerifyOptions {
     pub cache: BoundCache,
+    /// The scalar of the CPU engine's window rows (`--rows`).
+    pub rows: RowPrecision,
     /// Where the bounds are computed (`--device`).
     pub engine: BoundEngine,
     /// Progress lines on stderr.
@@ -311,7 +313,14 @@ fn certify_sweep(
         let start = Instant::now();
         let bounds = options
             .engine
-            .margin_bounds_cached(sweep.graph, inputs, labels, &bx, &method, &options.cache)
+            .margin_bounds_cached(
+                sweep.graph,
+                inputs,
+                labels,
+                &bx,
+                &method,
+                (&options.cache, options.rows),
+            )
             .map_err(|e| engine_diagnostic(e, property))?;
         seconds.insert("bounds".into(), start.elapsed().as_secs_f64());
         drop(stage);

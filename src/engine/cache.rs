@@ -5,8 +5,8 @@
 //! ignored and rebuilt.
 
 use super::cpu::Interval;
-use super::DeltaBox;
 use super::EngineError;
+use super::{DeltaBox, RowPrecision};
 use crate::ir::{dump, Graph, Op};
 use ndarray::{Array1, ArrayView2};
 use sha2::{Digest, Sha256};
@@ -85,6 +85,7 @@ impl BoundCache {
         inputs: ArrayView2<f64>,
         delta: &DeltaBox,
         crown: bool,
+        rows: RowPrecision,
     ) -> Option<Vec<CacheKey>> {
         if !self.enabled {
             return None;
@@ -94,6 +95,7 @@ impl BoundCache {
         base.update(env!("CARGO_PKG_VERSION").as_bytes());
         base.update(graph_hash(graph));
         base.update(if crown { b"crown" } else { b"ibp__" });
+        base.update(rows.name().as_bytes());
         hash_f64s(&mut base, delta.lo.iter());
         hash_f64s(&mut base, delta.hi.iter());
         Some(

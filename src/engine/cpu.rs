@@ -4,7 +4,7 @@
 use super::cache::{BoundCache, Intermediate};
 use super::linop;
 use super::window;
-use super::{BoundMethod, DeltaBox, MarginBounds, SampleBounds};
+use super::{BoundMethod, DeltaBox, MarginBounds, RowPrecision, SampleBounds};
 use crate::diagnostics::Diagnostic;
 use crate::ir::{Graph, NodeId, Op};
 use crate::source::Span;
@@ -275,6 +275,8 @@ pub(crate) struct GraphInfo {
     pub far_sides: FarSides,
     /// Conv weights laid out for the window path's conv transposes.
     pub(crate) taps: window::TapMatrices,
+    /// The scalar of the window path's rows.
+    pub rows: RowPrecision,
 }
 
 impl GraphInfo {
@@ -330,6 +332,7 @@ impl GraphInfo {
             window: super::window::window_nodes(graph),
             last_relu_input,
             far_sides: FarSides::DenseLayers,
+            rows: RowPrecision::default(),
             taps: window::TapMatrices::new(graph),
         }
     }
@@ -800,7 +803,7 @@ fn crown_sides(
     if sides.is_empty() {
         return out;
     }
-    let tables = window::SampleTables::new(graph, &info.window, bounds, id, x0, delta);
+    let tables = window::SampleTables::new(graph, &info.window, bounds, id, (x0, delta), info.rows);
     if info.window[id] {
         let shape = &graph.nodes[id].shape;
         let plane = shape[1] * shape[2];
@@ -1235,23 +1238,25 @@ pub fn margin_bounds(
         labels,
         delta,
         method,
-        &BoundCache::disabled(),
+        (&BoundCache::disabled(), RowPrecision::default()),
     )
 }
 
-/// [`margin_bounds`] reusing (and filling) the intermediate bounds held by `cache`.
+/// [`margin_bounds`] reusing (and filling) the intermediate bounds held by `cache`, with the
+/// window path's rows in `rows`.
 pub fn margin_bounds_cached(
     graph: &Graph,
     inputs: ArrayView2<f64>,
     labels: &[usize],
     delta: &DeltaBox,
     method: &BoundMethod,
-    cache: &BoundCache,
+    (cache, rows): (&BoundCache, RowPrecision),
 ) -> Result<MarginBounds, EngineError> {
     check_request(graph, inputs, labels, delta)?;
-    let info = GraphInfo::new(graph);
+    let mut info = GraphInfo::new(graph);
+    info.rows = rows;
     let crown = !matches!(method, BoundMethod::Ibp);
-    let keys = cache.keys(graph, inputs, delta, crown);
+    let keys = cache.keys(graph, inputs, delta, crown, rows);
     let samples = (0..inputs.nrows())
         .into_par_iter()
         .map(|i| {

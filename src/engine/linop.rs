@@ -4,7 +4,7 @@
 //! matrix is ever built.
 
 use crate::ir::{Graph, Node, Op};
-use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis, NdFloat};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Geometry of a conv or pooling window op.
@@ -750,31 +750,70 @@ macro_rules! simd_rows {
 }
 pub(crate) use simd_rows;
 
+/// Scalar of the window path's rows: `f64`, or `f32` for twice the GEMM throughput (and half
+/// the memory traffic). Every rounding the window path does in it is charged to the bound (see
+/// the module doc of `window`), so either is sound.
+pub(crate) trait RowScalar: NdFloat + Default + Send + Sync {
+    /// Unit roundoff `u` of round to nearest: a rounded result is within `u·|exact|`.
+    const UNIT_ROUNDOFF: f64;
+    /// Rounded to nearest.
+    fn from_f64(v: f64) -> Self;
+    /// [`gemm_rows`] after its checks: the fastest kernel this CPU has.
+    fn gemm_kernel(w: &[Self], a: &[Self], c: &mut [Self], to: (&[usize], &[bool]), kr: Shape);
+}
+
+/// `(k, r)` of a [`gemm_rows`] product.
+type Shape = (usize, usize);
+
+macro_rules! row_scalar {
+    ($t:ty, $kernel:ident) => {
+        impl RowScalar for $t {
+            const UNIT_ROUNDOFF: f64 = <$t>::EPSILON as f64 / 2.0;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn gemm_kernel(
+                w: &[Self],
+                a: &[Self],
+                c: &mut [Self],
+                to: (&[usize], &[bool]),
+                kr: Shape,
+            ) {
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features are present and every row read or written is in
+                    // bounds (asserted by `gemm_rows`).
+                    unsafe { avx2::$kernel(w, a, c, to, kr) };
+                    return;
+                }
+                gemm_rows_portable(w, a, c, to, kr);
+            }
+        }
+    };
+}
+row_scalar!(f64, gemm_rows_f64);
+row_scalar!(f32, gemm_rows_f32);
+
 /// `w · a` into rows of `c`: `w` is `[n, k]` packed by [`packed_at`] and `a` is `[k, r]`,
 /// row-major and contiguous; row `i` of the product is written to `c[dest[i]..dest[i] + r]`,
 /// or added there where `add[i]`. The window path's conv transposes are many such products with
 /// small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (only the small `w` is
-/// packed, by the caller) keeps them at the FMA units' pace. Each entry is summed over `k` in order with fused
-/// multiply-adds, then added, so a column's result does not depend on `r`.
-pub(crate) fn gemm_rows(
-    w: &[f64],
-    a: &[f64],
-    c: &mut [f64],
+/// packed, by the caller) keeps them at the FMA units' pace. Each entry is summed over `k` in
+/// order with fused multiply-adds, then added, so a column's result does not depend on `r`.
+pub(crate) fn gemm_rows<T: RowScalar>(
+    w: &[T],
+    a: &[T],
+    c: &mut [T],
     (dest, add): (&[usize], &[bool]),
-    (k, r): (usize, usize),
+    (k, r): Shape,
 ) {
     let n = dest.len();
     assert!(add.len() == n && w.len() >= packed_len(n, k) && a.len() >= k * r);
     assert!(dest.iter().all(|&d| d + r <= c.len()));
     count_gemm(n, k, r);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features are present and every row read or written is in bounds
-        // (asserted above).
-        unsafe { avx2::gemm_rows(w, a, c, (dest, add), (k, r)) };
-        return;
-    }
-    gemm_rows_portable(w, a, c, (dest, add), (k, r));
+    T::gemm_kernel(w, a, c, (dest, add), (k, r));
 }
 
 /// Rows of `w` go in tiles of [`TILE_ROWS`], each stored `[k][TILE_ROWS]`, so that the kernel
@@ -792,22 +831,27 @@ pub(crate) fn packed_len(n: usize, k: usize) -> usize {
 /// Rows per register tile of [`gemm_rows`].
 pub(crate) const TILE_ROWS: usize = 6;
 
+/// Columns per register tile of [`gemm_rows`] for scalar `T` (two 256-bit vectors).
+pub(crate) const fn tile_columns<T>() -> usize {
+    64 / std::mem::size_of::<T>()
+}
+
 /// [`gemm_rows`] in plain loops, for CPUs without AVX2 and FMA: the same fused sums, so the same
 /// bits.
-fn gemm_rows_portable(
-    w: &[f64],
-    a: &[f64],
-    c: &mut [f64],
+fn gemm_rows_portable<T: RowScalar>(
+    w: &[T],
+    a: &[T],
+    c: &mut [T],
     (dest, add): (&[usize], &[bool]),
-    (k, r): (usize, usize),
+    (k, r): Shape,
 ) {
-    let mut row = vec![0.0; r];
+    let mut row = vec![T::zero(); r];
     for (i, (&d, &add)) in dest.iter().zip(add).enumerate() {
-        row.fill(0.0);
+        row.fill(T::zero());
         for kk in 0..k {
             let wv = w[packed_at(i, kk, k)];
             for (o, v) in row.iter_mut().zip(&a[kk * r..(kk + 1) * r]) {
-                *o = f64::mul_add(wv, *v, *o);
+                *o = wv.mul_add(*v, *o);
             }
         }
         for (o, &v) in c[d..d + r].iter_mut().zip(&row) {
@@ -818,131 +862,173 @@ fn gemm_rows_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::TILE_ROWS;
+    use super::{Shape, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// [`super::gemm_rows`] in 6 × 8 register tiles (12 accumulators) over column strips that
-    /// stay in L1, then 4-wide and scalar column tails.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemm_rows(
-        w: &[f64],
-        a: &[f64],
-        c: &mut [f64],
-        (dest, add): (&[usize], &[bool]),
-        (k, r): (usize, usize),
-    ) {
-        let n = dest.len();
-        let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
-        let (r8, r4) = (r / 8 * 8, r / 4 * 4);
-        // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row tiles.
-        let strip = (1024 / k.max(1)).max(8) / 8 * 8;
-        let tiles = n.div_ceil(TILE_ROWS);
-        for j0 in (0..r8).step_by(strip) {
-            let j1 = (j0 + strip).min(r8);
-            // Prefetches hide the latency of rows not in cache: the next row tile's lines of `c`,
-            // and the next strip's lines of `a`, spread over this strip's row tiles.
-            let next_lines = if tiles > 1 {
-                k * (j1..(j1 + strip).min(r8)).step_by(8).len()
-            } else {
-                0
-            };
-            let per_tile = next_lines.div_ceil(tiles);
-            let mut fetched = 0;
-            let mut i0 = 0;
-            while i0 < n {
-                let m = (n - i0).min(TILE_ROWS);
-                // Tile `i0 / TILE_ROWS` starts at `i0 · k` (see `packed_at`).
-                let wi = w.add(i0 * k);
-                for &d in &dest[(i0 + TILE_ROWS).min(n)..(i0 + 2 * TILE_ROWS).min(n)] {
-                    for j in (j0..j1).step_by(8) {
-                        _mm_prefetch::<_MM_HINT_T0>(c.add(d + j) as *const i8);
+    /// The AVX2 kernel of [`super::gemm_rows`] for one scalar type: `TILE_ROWS` × two vectors
+    /// register tiles (12 accumulators) over column strips that stay in L1, then one-vector and
+    /// scalar column tails.
+    macro_rules! kernel {
+        ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident,
+         $splat:ident, $fma:ident, $add:ident) => {
+            #[target_feature(enable = "avx2,fma")]
+            pub(super) unsafe fn $name(
+                w: &[$t],
+                a: &[$t],
+                c: &mut [$t],
+                (dest, add): (&[usize], &[bool]),
+                (k, r): Shape,
+            ) {
+                const LANES: usize = $lanes;
+                const WIDE: usize = 2 * LANES;
+                let n = dest.len();
+                let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
+                let (rw, rn) = (r / WIDE * WIDE, r / LANES * LANES);
+                // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row
+                // tiles.
+                let strip = (8192 / std::mem::size_of::<$t>() / k.max(1)).max(WIDE) / WIDE * WIDE;
+                let tiles = n.div_ceil(TILE_ROWS);
+                // Lines of 64 bytes per wide tile.
+                const LINE: usize = 64 / std::mem::size_of::<$t>();
+                for j0 in (0..rw).step_by(strip) {
+                    let j1 = (j0 + strip).min(rw);
+                    // Prefetches hide the latency of rows not in cache: the next row tile's
+                    // lines of `c`, and the next strip's lines of `a`, spread over this strip's
+                    // row tiles.
+                    let next_lines = if tiles > 1 {
+                        k * (j1..(j1 + strip).min(rw)).step_by(LINE).len()
+                    } else {
+                        0
+                    };
+                    let per_tile = next_lines.div_ceil(tiles);
+                    let mut fetched = 0;
+                    let mut i0 = 0;
+                    while i0 < n {
+                        let m = (n - i0).min(TILE_ROWS);
+                        // Tile `i0 / TILE_ROWS` starts at `i0 · k` (see `packed_at`).
+                        let wi = w.add(i0 * k);
+                        for &d in &dest[(i0 + TILE_ROWS).min(n)..(i0 + 2 * TILE_ROWS).min(n)] {
+                            for j in (j0..j1).step_by(LINE) {
+                                _mm_prefetch::<_MM_HINT_T0>(c.add(d + j) as *const i8);
+                            }
+                        }
+                        let stop = (fetched + per_tile).min(next_lines);
+                        for line in fetched..stop {
+                            let (kk, t) = (line % k, line / k);
+                            _mm_prefetch::<_MM_HINT_T0>(a.add(kk * r + j1 + LINE * t) as *const i8);
+                        }
+                        fetched = stop;
+                        let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
+                        for j in (j0..j1).step_by(WIDE) {
+                            let (aj, cj) = (a.add(j), c.add(j));
+                            match m {
+                                6 => wide::<6>(wi, aj, cj, dest, add, k, r),
+                                5 => wide::<5>(wi, aj, cj, dest, add, k, r),
+                                4 => wide::<4>(wi, aj, cj, dest, add, k, r),
+                                3 => wide::<3>(wi, aj, cj, dest, add, k, r),
+                                2 => wide::<2>(wi, aj, cj, dest, add, k, r),
+                                _ => wide::<1>(wi, aj, cj, dest, add, k, r),
+                            }
+                        }
+                        i0 += m;
                     }
                 }
-                let stop = (fetched + per_tile).min(next_lines);
-                for line in fetched..stop {
-                    let (kk, t) = (line % k, line / k);
-                    _mm_prefetch::<_MM_HINT_T0>(a.add(kk * r + j1 + 8 * t) as *const i8);
-                }
-                fetched = stop;
-                let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
-                for j in (j0..j1).step_by(8) {
-                    let (aj, cj) = (a.add(j), c.add(j));
-                    match m {
-                        6 => tile8::<6>(wi, aj, cj, dest, add, k, r),
-                        5 => tile8::<5>(wi, aj, cj, dest, add, k, r),
-                        4 => tile8::<4>(wi, aj, cj, dest, add, k, r),
-                        3 => tile8::<3>(wi, aj, cj, dest, add, k, r),
-                        2 => tile8::<2>(wi, aj, cj, dest, add, k, r),
-                        _ => tile8::<1>(wi, aj, cj, dest, add, k, r),
+                for i in 0..n {
+                    let out = c.add(dest[i]);
+                    // Row `i`'s weights, `TILE_ROWS` apart.
+                    let wr = w.add(super::packed_at(i, 0, k));
+                    if rw < rn {
+                        narrow(wr, a.add(rw), out.add(rw), add[i], k, r);
+                    }
+                    for jj in rn..r {
+                        let mut s: $t = 0.0;
+                        for kk in 0..k {
+                            s = <$t>::mul_add(*wr.add(kk * TILE_ROWS), *a.add(kk * r + jj), s);
+                        }
+                        let o = out.add(jj);
+                        *o = if add[i] { s + *o } else { s };
                     }
                 }
-                i0 += m;
-            }
-        }
-        for i in 0..n {
-            let out = c.add(dest[i]);
-            // Row `i`'s weights, `TILE_ROWS` apart.
-            let wr = w.add(super::packed_at(i, 0, k));
-            if r8 < r4 {
-                tile4(wr, a.add(r8), out.add(r8), add[i], k, r);
-            }
-            for jj in r4..r {
-                let mut s = 0.0;
-                for kk in 0..k {
-                    s = f64::mul_add(*wr.add(kk * TILE_ROWS), *a.add(kk * r + jj), s);
+
+                #[target_feature(enable = "avx2,fma")]
+                #[inline]
+                unsafe fn wide<const M: usize>(
+                    w: *const $t,
+                    a: *const $t,
+                    c: *mut $t,
+                    dest: &[usize],
+                    add: &[bool],
+                    k: usize,
+                    r: usize,
+                ) {
+                    let mut acc = [[$zero(); 2]; M];
+                    for kk in 0..k {
+                        let a0 = $load(a.add(kk * r));
+                        let a1 = $load(a.add(kk * r + LANES));
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            let wv = $splat(&*w.add(kk * TILE_ROWS + i));
+                            acc[0] = $fma(wv, a0, acc[0]);
+                            acc[1] = $fma(wv, a1, acc[1]);
+                        }
+                    }
+                    for (i, acc) in acc.iter().enumerate() {
+                        let out = c.add(dest[i]);
+                        let (mut v0, mut v1) = (acc[0], acc[1]);
+                        if add[i] {
+                            v0 = $add(v0, $load(out));
+                            v1 = $add(v1, $load(out.add(LANES)));
+                        }
+                        $store(out, v0);
+                        $store(out.add(LANES), v1);
+                    }
                 }
-                let o = out.add(jj);
-                *o = if add[i] { s + *o } else { s };
+
+                #[target_feature(enable = "avx2,fma")]
+                #[inline]
+                unsafe fn narrow(
+                    w: *const $t,
+                    a: *const $t,
+                    c: *mut $t,
+                    add: bool,
+                    k: usize,
+                    r: usize,
+                ) {
+                    let mut acc = $zero();
+                    for kk in 0..k {
+                        let wv = $splat(&*w.add(kk * TILE_ROWS));
+                        acc = $fma(wv, $load(a.add(kk * r)), acc);
+                    }
+                    if add {
+                        acc = $add(acc, $load(c));
+                    }
+                    $store(c, acc);
+                }
             }
-        }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn tile8<const M: usize>(
-        w: *const f64,
-        a: *const f64,
-        c: *mut f64,
-        dest: &[usize],
-        add: &[bool],
-        k: usize,
-        r: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_pd(); 2]; M];
-        for kk in 0..k {
-            let a0 = _mm256_loadu_pd(a.add(kk * r));
-            let a1 = _mm256_loadu_pd(a.add(kk * r + 4));
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let wv = _mm256_broadcast_sd(&*w.add(kk * TILE_ROWS + i));
-                acc[0] = _mm256_fmadd_pd(wv, a0, acc[0]);
-                acc[1] = _mm256_fmadd_pd(wv, a1, acc[1]);
-            }
-        }
-        for (i, acc) in acc.iter().enumerate() {
-            let out = c.add(dest[i]);
-            let (mut v0, mut v1) = (acc[0], acc[1]);
-            if add[i] {
-                v0 = _mm256_add_pd(v0, _mm256_loadu_pd(out));
-                v1 = _mm256_add_pd(v1, _mm256_loadu_pd(out.add(4)));
-            }
-            _mm256_storeu_pd(out, v0);
-            _mm256_storeu_pd(out.add(4), v1);
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn tile4(w: *const f64, a: *const f64, c: *mut f64, add: bool, k: usize, r: usize) {
-        let mut acc = _mm256_setzero_pd();
-        for kk in 0..k {
-            let wv = _mm256_broadcast_sd(&*w.add(kk * TILE_ROWS));
-            acc = _mm256_fmadd_pd(wv, _mm256_loadu_pd(a.add(kk * r)), acc);
-        }
-        if add {
-            acc = _mm256_add_pd(acc, _mm256_loadu_pd(c));
-        }
-        _mm256_storeu_pd(c, acc);
-    }
+    kernel!(
+        gemm_rows_f64,
+        f64,
+        4,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd,
+        _mm256_add_pd
+    );
+    kernel!(
+        gemm_rows_f32,
+        f32,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps,
+        _mm256_add_ps
+    );
 }
 
 #[cfg(test)]
@@ -950,29 +1036,41 @@ mod tests {
     use super::*;
     use crate::ir::build::Rng;
 
-    /// The kernel (AVX2 where the CPU has it) and its portable form against plain sums, on
-    /// shapes that hit every tile height and each column tail, writing and adding rows in a
-    /// scattered order; the two forms agree bit for bit.
+    /// The kernel (AVX2 where the CPU has it) and its portable form against plain sums, in both
+    /// row scalars, on shapes that hit every tile height and each column tail, writing and
+    /// adding rows in a scattered order; the two forms agree bit for bit.
     #[test]
     fn gemm_rows_matches_plain_sums() {
+        gemm_rows_matches_plain_sums_in::<f64>(1e-12);
+        gemm_rows_matches_plain_sums_in::<f32>(1e-4);
+    }
+
+    fn gemm_rows_matches_plain_sums_in<T: RowScalar>(tol: f64) {
         let mut rng = Rng::new(7);
         for (n, k, r) in [
             (1, 1, 1),
             (6, 3, 8),
+            (6, 3, 16),
             (7, 5, 13),
+            (7, 5, 25),
             (13, 17, 29),
             (5, 0, 9),
             (18, 32, 477),
         ] {
-            let w: Vec<f64> = (0..n * k).map(|_| rng.uniform() - 0.5).collect();
-            let mut packed = vec![f64::NAN; packed_len(n, k)];
+            let mut draw = |len: usize, offset: f64| -> Vec<T> {
+                (0..len)
+                    .map(|_| T::from_f64(rng.uniform() - offset))
+                    .collect()
+            };
+            let w = draw(n * k, 0.5);
+            let a = draw(k * r, 0.5);
+            let start = draw((n + 1) * r, 0.0);
+            let mut packed = vec![T::nan(); packed_len(n, k)];
             for i in 0..n {
                 for kk in 0..k {
                     packed[packed_at(i, kk, k)] = w[i * k + kk];
                 }
             }
-            let a: Vec<f64> = (0..k * r).map(|_| rng.uniform() - 0.5).collect();
-            let start: Vec<f64> = (0..(n + 1) * r).map(|_| rng.uniform()).collect();
             // Rows go to slots in reverse order (slot 0 untouched), every third one added.
             let dest: Vec<usize> = (0..n).map(|i| (n - i) * r).collect();
             let add: Vec<bool> = (0..n).map(|i| i % 3 == 1).collect();
@@ -980,18 +1078,23 @@ mod tests {
             gemm_rows(&packed, &a, &mut c, (&dest, &add), (k, r));
             let mut portable = start.clone();
             gemm_rows_portable(&packed, &a, &mut portable, (&dest, &add), (k, r));
-            assert_eq!(c, portable);
-            assert_eq!(c[..r], start[..r]);
+            assert!(c == portable);
+            assert!(c[..r] == start[..r]);
             for i in 0..n {
                 for j in 0..r {
                     let at = dest[i] + j;
-                    let mut want = if add[i] { start[at] } else { 0.0 };
+                    let mut want = if add[i] {
+                        start[at].to_f64().expect("finite")
+                    } else {
+                        0.0
+                    };
                     for kk in 0..k {
-                        want += w[i * k + kk] * a[kk * r + j];
+                        want += w[i * k + kk].to_f64().expect("finite")
+                            * a[kk * r + j].to_f64().expect("finite");
                     }
-                    let got = c[at];
+                    let got = c[at].to_f64().expect("finite");
                     assert!(
-                        (got - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                        (got - want).abs() <= tol * (1.0 + want.abs()),
                         "{got} vs {want}"
                     );
                 }

@@ -67,6 +67,36 @@ pub enum BoundMethod {
     },
 }
 
+/// The scalar of the rows the window path pulls back for intermediate bounds of conv layers
+/// (everything else is `f64`). `F32` runs its GEMMs twice as fast; both are sound, since the
+/// window path charges every rounding of a row to its bound (see `window`), and `F32` bounds
+/// are looser by those charges, about `1e-4` of the rows' magnitudes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RowPrecision {
+    /// The reference: CROWN as auto_LiRPA computes it, to `1e-9`.
+    #[default]
+    F64,
+    F32,
+}
+
+impl RowPrecision {
+    /// Unit roundoff of the row scalar.
+    pub(crate) fn unit_roundoff(self) -> f64 {
+        use linop::RowScalar;
+        match self {
+            RowPrecision::F64 => f64::UNIT_ROUNDOFF,
+            RowPrecision::F32 => f32::UNIT_ROUNDOFF,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RowPrecision::F64 => "f64",
+            RowPrecision::F32 => "f32",
+        }
+    }
+}
+
 /// The set of perturbations: an axis-aligned box per flattened input coordinate.
 /// A universal ℓ∞ ball of radius ε is `lo = −ε, hi = ε`; per-channel ε makes it non-uniform.
 #[derive(Clone, Debug, PartialEq)]

@@ -168,7 +168,8 @@ impl BoundEngine {
         }
     }
 
-    /// [`crate::engine::cpu::margin_bounds_cached`] on this engine's device.
+    /// [`crate::engine::cpu::margin_bounds_cached`] on this engine's device (the kernels' rows
+    /// are always `f64`).
     pub fn margin_bounds_cached(
         &self,
         graph: &crate::ir::Graph,
@@ -176,11 +177,12 @@ impl BoundEngine {
         labels: &[usize],
         delta: &super::DeltaBox,
         method: &super::BoundMethod,
-        cache: &super::BoundCache,
+        (cache, rows): (&super::BoundCache, super::RowPrecision),
     ) -> Result<super::MarginBounds, EngineError> {
         match self {
             BoundEngine::Cpu => {
-                super::cpu::margin_bounds_cached(graph, inputs, labels, delta, method, cache)
+                let cached = (cache, rows);
+                super::cpu::margin_bounds_cached(graph, inputs, labels, delta, method, cached)
             }
             #[cfg(feature = "cuda-backend")]
             BoundEngine::Cuda(engine) => {

@@ -114,7 +114,8 @@ pub fn margin_bounds_on<D: KernelDevice>(
     let key = engine.program(graph)?;
     let program = &engine.programs[&key];
     let n = inputs.nrows();
-    let keys = cache.keys(graph, inputs, delta, crown);
+    // The kernels' rows are f64.
+    let keys = cache.keys(graph, inputs, delta, crown, super::super::RowPrecision::F64);
     let mut inter: Vec<Option<Arc<Intermediate>>> = (0..n)
         .map(|i| keys.as_ref().and_then(|k| cache.lookup(&k[i], graph)))
         .collect();
