@@ -3,8 +3,8 @@
 
 use ndarray::Array2;
 use std::path::PathBuf;
-use upcc::engine::cpu::margin_bounds;
-use upcc::engine::{forward, BoundMethod, DeltaBox};
+use upcc::engine::cpu::margin_bounds_cached;
+use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, RowPrecision};
 use upcc::formats::load_tensors;
 use upcc::ir::build::{conv_small_from_tensors, Rng};
 
@@ -44,14 +44,20 @@ fn shipped_models_bounds_hold_on_sampled_perturbations() {
             .map(|r| (0..10).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
             .collect();
         let delta = DeltaBox::linf(784, 8.0 / 255.0);
-        for method in [
-            BoundMethod::Crown,
-            BoundMethod::AlphaCrown {
-                iterations: 5,
-                learning_rate: 0.1,
-            },
+        for (method, rows) in [
+            (BoundMethod::Crown, RowPrecision::F64),
+            (BoundMethod::Crown, RowPrecision::F32),
+            (
+                BoundMethod::AlphaCrown {
+                    iterations: 5,
+                    learning_rate: 0.1,
+                },
+                RowPrecision::F64,
+            ),
         ] {
-            let bounds = margin_bounds(&graph, x.view(), &labels, &delta, &method).unwrap();
+            let no_cache = (&BoundCache::disabled(), rows);
+            let bounds =
+                margin_bounds_cached(&graph, x.view(), &labels, &delta, &method, no_cache).unwrap();
             for (i, sb) in bounds.samples.iter().enumerate() {
                 let deltas = Array2::from_shape_fn((500, 784), |(s, _)| {
                     let t = if s % 2 == 0 {

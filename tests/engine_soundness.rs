@@ -3,8 +3,10 @@
 
 use ndarray::{arr1, arr2, Array1, Array2, Axis};
 use proptest::prelude::*;
-use upcc::engine::cpu::margin_bounds;
-use upcc::engine::{forward, vjp, BoundMethod, DeltaBox, EngineError, MarginBounds};
+use upcc::engine::cpu::{margin_bounds, margin_bounds_cached};
+use upcc::engine::{
+    forward, vjp, BoundCache, BoundMethod, DeltaBox, EngineError, MarginBounds, RowPrecision,
+};
 use upcc::ir::build::{random_cnn, random_mlp, random_resnet, GraphBuilder, Rng};
 use upcc::ir::{validate, Graph, Op};
 
@@ -93,7 +95,20 @@ fn check_all_methods(graph: &Graph, seed: u64, n: usize, delta: &DeltaBox) {
     let crown = margin_bounds(graph, x.view(), &labels, delta, &BoundMethod::Crown).unwrap();
     let alpha = margin_bounds(graph, x.view(), &labels, delta, &ALPHA).unwrap();
     let ibp = margin_bounds(graph, x.view(), &labels, delta, &BoundMethod::Ibp).unwrap();
-    for bounds in [&crown, &alpha, &ibp] {
+    // Window rows in f32, their rounding charged to the bounds.
+    let f32_rows = (&BoundCache::disabled(), RowPrecision::F32);
+    let crown_f32 = margin_bounds_cached(
+        graph,
+        x.view(),
+        &labels,
+        delta,
+        &BoundMethod::Crown,
+        f32_rows,
+    )
+    .unwrap();
+    let alpha_f32 =
+        margin_bounds_cached(graph, x.view(), &labels, delta, &ALPHA, f32_rows).unwrap();
+    for bounds in [&crown, &alpha, &ibp, &crown_f32, &alpha_f32] {
         assert_sound(graph, &x, bounds, delta, &mut rng, 600);
     }
     for (c, a) in crown.samples.iter().zip(&alpha.samples) {
