@@ -277,3 +277,46 @@ fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back() {
     };
     assert_eq!(rows(&auto), rows(&cpu));
 }
+
+/// `--rows f32` (window rows in single precision, their rounding charged to the bounds) certifies
+/// the same digits as the default `f64` here and says so in the report; an unknown scalar is a
+/// usage error.
+#[test]
+fn rows_f32_certifies_what_f64_does() {
+    let dir = temp_dir("rows");
+    let spec = write_spec(&dir, &natural_spec(30, "2/255, 4/255", ""));
+    let run = |rows: &str| {
+        upcc()
+            .args(["verify", "--no-cache", "--format", "json", "--rows", rows])
+            .arg(&spec)
+            .output()
+            .unwrap()
+    };
+    let counts = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    usize_of(r, "universal_certified"),
+                    usize_of(r, "samplewise_certified"),
+                    r["window_rows"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (f64_rows, f32_rows) = (counts(&run("f64")), counts(&run("f32")));
+    assert_eq!(f64_rows.len(), 2);
+    assert!(
+        f64_rows.iter().any(|r| r.0 > 0),
+        "nothing certified: {f64_rows:?}"
+    );
+    for (a, b) in f64_rows.iter().zip(&f32_rows) {
+        assert_eq!((a.0, a.1, a.2.as_str()), (b.0, b.1, "f64"));
+        assert_eq!(b.2, "f32");
+    }
+    assert_eq!(run("f16").status.code(), Some(2));
+}

@@ -381,6 +381,7 @@ fn certify_sweep(
             xi: property.options.xi,
             attack_correct,
             seconds,
+            window_rows: options.engine.window_rows(options.rows).name(),
             milp: None,
             class: None,
         };

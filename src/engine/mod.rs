@@ -33,7 +33,9 @@
 //! `{δ : lo ≤ δ ≤ hi}` around a fixed x.
 //!
 //! # Numeric safety
-//! Everything is computed in f64 from f64 parameters. Rounding in a dot product of length n is at
+//! Everything is computed in f64 from f64 parameters, except, with [`RowPrecision::F32`], the
+//! window path's rows, whose every rounding is charged to the bound as a term of its own (see
+//! `window`'s module doc). Rounding in a dot product of length n is at
 //! most about `n·2⁻⁵³·Σ|terms|`, i.e. below `1e-11` relative to the magnitude of the terms for the
 //! layer sizes upcc handles. Every bound the engine produces — each intermediate interval (IBP or
 //! CROWN) and each final `b_{ij}` — is moved outward by [`cpu::SAFETY_REL`]` · (1 + M)`, where `M`

@@ -168,6 +168,16 @@ impl BoundEngine {
         }
     }
 
+    /// The scalar this engine's window rows are computed in when `requested`: the kernels' are
+    /// always `f64`.
+    pub fn window_rows(&self, requested: super::RowPrecision) -> super::RowPrecision {
+        match self {
+            BoundEngine::Cpu => requested,
+            #[cfg(feature = "cuda-backend")]
+            BoundEngine::Cuda(_) => super::RowPrecision::F64,
+        }
+    }
+
     /// [`crate::engine::cpu::margin_bounds_cached`] on this engine's device (the kernels' rows
     /// are always `f64`).
     pub fn margin_bounds_cached(
