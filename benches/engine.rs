@@ -85,18 +85,7 @@ fn main() {
                 continue;
             }
         };
-        let labels = predicted(&graph, &x);
-        for k in [2.0, 4.0, 6.0, 8.0] {
-            let delta = DeltaBox::linf(d, k / 255.0);
-            bound_run(
-                name,
-                &graph,
-                (&x, &labels),
-                &format!("{k}/255"),
-                &delta,
-                rows,
-            );
-        }
+        radii_run(name, &graph, &x, &[2.0, 4.0, 6.0, 8.0], rows);
         attack_run(name, &graph, &x, &data.labels[..n]);
     }
     for name in ["conv_big_natural", "conv_big_pgd32"] {
@@ -106,18 +95,7 @@ fn main() {
         let Some(graph) = conv_big(root, name) else {
             continue;
         };
-        let labels = predicted(&graph, &x);
-        for &k in &conv_big_radii {
-            let delta = DeltaBox::linf(d, k / 255.0);
-            bound_run(
-                name,
-                &graph,
-                (&x, &labels),
-                &format!("{k}/255"),
-                &delta,
-                rows,
-            );
-        }
+        radii_run(name, &graph, &x, &conv_big_radii, rows);
     }
     resnets(root, n, &selected, rows);
 }
@@ -213,6 +191,15 @@ fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
         .into_iter()
         .map(|r| (0..r.len()).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
         .collect()
+}
+
+/// [`bound_run`] at each radius `k/255` of `radii`, labels the predicted classes.
+fn radii_run(name: &str, graph: &Graph, x: &Array2<f64>, radii: &[f64], rows: RowPrecision) {
+    let labels = predicted(graph, x);
+    for &k in radii {
+        let delta = DeltaBox::linf(x.ncols(), k / 255.0);
+        bound_run(name, graph, (x, &labels), &format!("{k}/255"), &delta, rows);
+    }
 }
 
 fn bound_run(

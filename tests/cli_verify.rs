@@ -40,6 +40,20 @@ property robust = certify accuracy of net on test under up {{
     )
 }
 
+/// Per result row of a JSON report: universal and sample-wise certified counts, and the window
+/// rows' scalar.
+fn certified_counts(o: &std::process::Output) -> impl Iterator<Item = (usize, usize, String)> {
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["results"].as_array().unwrap().clone();
+    results.into_iter().map(|r| {
+        (
+            usize_of(&r, "universal_certified"),
+            usize_of(&r, "samplewise_certified"),
+            r["window_rows"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
 fn usize_of(v: &Value, key: &str) -> usize {
     v[key]
         .as_u64()
@@ -261,21 +275,12 @@ fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back() {
     let (auto, cpu) = (run("auto"), run("cpu"));
     assert!(auto.status.success() && cpu.status.success());
     assert!(String::from_utf8_lossy(&auto.stderr).contains("using the CPU engine"));
-    let rows = |o: &std::process::Output| {
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    usize_of(r, "universal_certified"),
-                    usize_of(r, "samplewise_certified"),
-                )
-            })
+    let counts = |o| {
+        certified_counts(o)
+            .map(|(u, s, _)| (u, s))
             .collect::<Vec<_>>()
     };
-    assert_eq!(rows(&auto), rows(&cpu));
+    assert_eq!(counts(&auto), counts(&cpu));
 }
 
 /// `--rows f32` (window rows in single precision, their rounding charged to the bounds) certifies
@@ -294,19 +299,7 @@ fn rows_f32_certifies_what_f64_does() {
     };
     let counts = |o: &std::process::Output| {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    usize_of(r, "universal_certified"),
-                    usize_of(r, "samplewise_certified"),
-                    r["window_rows"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect::<Vec<_>>()
+        certified_counts(o).collect::<Vec<_>>()
     };
     let (f64_rows, f32_rows) = (counts(&run("f64")), counts(&run("f32")));
     assert_eq!(f64_rows.len(), 2);

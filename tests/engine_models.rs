@@ -10,6 +10,16 @@ use upcc::formats::load_tensors;
 use upcc::ir::build::{conv_small_from_tensors, Rng};
 use upcc::semantics::check_file;
 
+/// The predicted class of each row of `x`.
+fn predicted(graph: &upcc::ir::Graph, x: &Array2<f64>) -> Vec<usize> {
+    let logits = forward(graph, x.view()).unwrap();
+    logits
+        .rows()
+        .into_iter()
+        .map(|r| (0..r.len()).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
+        .collect()
+}
+
 #[test]
 fn shipped_models_bounds_hold_on_sampled_perturbations() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist");
@@ -39,12 +49,7 @@ fn shipped_models_bounds_hold_on_sampled_perturbations() {
             conv_small_from_tensors(&tensors).expect("shipped model has the Conv-small layout");
         let mut rng = Rng::new(17);
         let x = Array2::from_shape_fn((4, 784), |_| rng.uniform());
-        let logits = forward(&graph, x.view()).unwrap();
-        let labels: Vec<usize> = logits
-            .rows()
-            .into_iter()
-            .map(|r| (0..10).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
-            .collect();
+        let labels = predicted(&graph, &x);
         let delta = DeltaBox::linf(784, 8.0 / 255.0);
         for (method, rows) in [
             (BoundMethod::Crown, RowPrecision::F64),
@@ -125,12 +130,7 @@ fn conv_big_f32_rows_hold_on_sampled_perturbations() {
             .graph
             .clone()
             .expect("network has weights");
-        let logits = forward(&graph, x.view()).unwrap();
-        let labels: Vec<usize> = logits
-            .rows()
-            .into_iter()
-            .map(|r| (0..10).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
-            .collect();
+        let labels = predicted(&graph, &x);
         let eps = 8.0 / 255.0;
         let delta = DeltaBox::linf(784, eps);
         let bounds_in = |rows| {
