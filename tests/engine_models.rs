@@ -1,14 +1,45 @@
-//! Sampling soundness on every shipped Conv-small model (`models/mnist/conv_small_*.safetensors`),
-//! when present and decodable; otherwise the test prints why it skipped.
+//! Sampling soundness on every shipped Conv-small model (`models/mnist/conv_small_*.safetensors`)
+//! and, with f32 window rows, on both Conv-big models, when present and decodable; otherwise the
+//! tests print why they skipped.
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView1};
 use std::path::PathBuf;
 use upcc::engine::cpu::margin_bounds_cached;
-use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, RowPrecision};
+use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, RowPrecision, SampleBounds};
 use upcc::formats::dataset::{load_dataset, DatasetSource};
 use upcc::formats::load_tensors;
 use upcc::ir::build::{conv_small_from_tensors, Rng};
 use upcc::semantics::check_file;
+
+/// On `count` δ in the ℓ∞ ball of radius `eps` (half of them corners), the margins of `x + δ`
+/// are at least `sb`'s linear bounds and its sample-wise bounds.
+fn assert_bounds_hold(
+    graph: &upcc::ir::Graph,
+    x: ArrayView1<f64>,
+    sb: &SampleBounds,
+    eps: f64,
+    (rng, count): (&mut Rng, usize),
+    what: &str,
+) {
+    let deltas = Array2::from_shape_fn((count, x.len()), |(s, _)| {
+        let t = if s % 2 == 0 {
+            (rng.uniform() < 0.5) as u8 as f64
+        } else {
+            rng.uniform()
+        };
+        (2.0 * t - 1.0) * eps
+    });
+    let out = forward(graph, (&deltas + &x).view()).unwrap();
+    let lin = deltas.dot(&sb.a.t());
+    for (r, &j) in sb.others.iter().enumerate() {
+        for s in 0..deltas.nrows() {
+            let margin = out[[s, sb.label]] - out[[s, j]];
+            let tol = 1e-9 * (1.0 + margin.abs());
+            assert!(margin >= lin[[s, r]] + sb.b[r] - tol, "{what} class {j}");
+            assert!(margin >= sb.samplewise_lower[r] - tol, "{what} class {j}");
+        }
+    }
+}
 
 /// The predicted class of each row of `x`.
 fn predicted(graph: &upcc::ir::Graph, x: &Array2<f64>) -> Vec<usize> {
@@ -66,30 +97,8 @@ fn shipped_models_bounds_hold_on_sampled_perturbations() {
             let bounds =
                 margin_bounds_cached(&graph, x.view(), &labels, &delta, &method, no_cache).unwrap();
             for (i, sb) in bounds.samples.iter().enumerate() {
-                let deltas = Array2::from_shape_fn((500, 784), |(s, _)| {
-                    let t = if s % 2 == 0 {
-                        (rng.uniform() < 0.5) as u8 as f64
-                    } else {
-                        rng.uniform()
-                    };
-                    (2.0 * t - 1.0) * 8.0 / 255.0
-                });
-                let out = forward(&graph, (&deltas + &x.row(i)).view()).unwrap();
-                let lin = deltas.dot(&sb.a.t());
-                for (r, &j) in sb.others.iter().enumerate() {
-                    for s in 0..deltas.nrows() {
-                        let margin = out[[s, sb.label]] - out[[s, j]];
-                        let tol = 1e-9 * (1.0 + margin.abs());
-                        assert!(
-                            margin >= lin[[s, r]] + sb.b[r] - tol,
-                            "{path:?} sample {i} class {j}"
-                        );
-                        assert!(
-                            margin >= sb.samplewise_lower[r] - tol,
-                            "{path:?} sample {i} class {j}"
-                        );
-                    }
-                }
+                let what = format!("{path:?} sample {i}");
+                assert_bounds_hold(&graph, x.row(i), sb, 8.0 / 255.0, (&mut rng, 500), &what);
             }
         }
         println!("checked {path:?}");
@@ -153,31 +162,14 @@ fn conv_big_f32_rows_hold_on_sampled_perturbations() {
             .zip(&f64_bounds.samples)
             .enumerate()
         {
-            let deltas = Array2::from_shape_fn((300, 784), |(s, _)| {
-                let t = if s % 2 == 0 {
-                    (rng.uniform() < 0.5) as u8 as f64
-                } else {
-                    rng.uniform()
-                };
-                (2.0 * t - 1.0) * eps
-            });
-            let out = forward(&graph, (&deltas + &x.row(i)).view()).unwrap();
-            let lin = deltas.dot(&sb.a.t());
+            let what = format!("{name} sample {i}");
+            assert_bounds_hold(&graph, x.row(i), sb, eps, (&mut rng, 300), &what);
             for (r, &j) in sb.others.iter().enumerate() {
                 let (ours, theirs) = (sb.samplewise_lower[r], reference.samplewise_lower[r]);
                 assert!(
                     (ours - theirs).abs() <= 5e-3 * (1.0 + theirs.abs()),
-                    "{name} sample {i} class {j}: f32 {ours} vs f64 {theirs}"
+                    "{what} class {j}: f32 {ours} vs f64 {theirs}"
                 );
-                for s in 0..deltas.nrows() {
-                    let margin = out[[s, sb.label]] - out[[s, j]];
-                    let tol = 1e-9 * (1.0 + margin.abs());
-                    assert!(
-                        margin >= lin[[s, r]] + sb.b[r] - tol,
-                        "{name} sample {i} class {j}"
-                    );
-                    assert!(margin >= ours - tol, "{name} sample {i} class {j}");
-                }
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
