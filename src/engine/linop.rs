@@ -885,24 +885,17 @@ mod avx2 {
     macro_rules! kernel {
         ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident,
          $splat:ident, $fma:ident, $add:ident) => {
-            /// Runs `$call` per chunk of at most `SPILL` of the `k` products (once when `k` is
-            /// 0), with the chunk's weights, rows, add flags (all set after the first chunk)
-            /// and length bound to `$wc`, `$ac`, `$addc` and `$kc`.
+            /// Calls `$tile(w, a, c, add, kc)` per chunk of at most `SPILL` of the `k` sums
+            /// (once when `k` is 0), the chunks after the first adding to the output.
             macro_rules! spilled {
-                ($k:expr, $w:expr, $a:expr, $r:expr, $flags:expr,
-                             |$wc:ident, $ac:ident, $addc:ident, $kc:ident| $call:expr) => {{
-                    const SPILL: usize = <$t as super::RowScalar>::SPILL;
-                    for (chunk, k0) in (0..$k.max(1)).step_by(SPILL).enumerate() {
-                        let $kc = ($k - k0).min(SPILL);
+                ($k:expr, $w:expr, $a:expr, $r:expr, $flags:expr, |$wc:ident, $ac:ident, $addc:ident, $kc:ident| $call:expr) => {
+                    for (chunk, k0) in (0..$k.max(1)).step_by(<$t as super::RowScalar>::SPILL).enumerate() {
+                        let $kc = ($k - k0).min(<$t as super::RowScalar>::SPILL);
                         let ($wc, $ac) = ($w.add(k0 * TILE_ROWS), $a.add(k0 * $r));
-                        let $addc = if chunk == 0 {
-                            $flags
-                        } else {
-                            &ALL_ADD[..$flags.len()]
-                        };
+                        let $addc = if chunk == 0 { $flags } else { &ALL_ADD[..$flags.len()] };
                         $call;
                     }
-                }};
+                };
             }
             #[target_feature(enable = "avx2,fma")]
             pub(super) unsafe fn $name(
@@ -973,9 +966,7 @@ mod avx2 {
                     let add = &add[i..i + 1];
                     if rw < rn {
                         let (an, on) = (a.add(rw), out.add(rw));
-                        spilled!(k, wr, an, r, add, |wc, ac, addc, kc| {
-                            narrow(wc, ac, on, addc[0], kc, r)
-                        });
+                        spilled!(k, wr, an, r, add, |wc, ac, addc, kc| narrow(wc, ac, on, addc[0], kc, r));
                     }
                     for jj in rn..r {
                         let aj = a.add(jj);

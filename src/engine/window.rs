@@ -471,10 +471,10 @@ pub(crate) struct SampleTables {
 }
 
 /// How many roundings any product passes through in an entry of [`conv_pullback_window`]'s
-/// result: a fused sum over the kept outputs of one run (at most `⌈kw/sw⌉` positions of `cout`
-/// channels) in chunks of at most `spill` ([`RowScalar::SPILL`]), one addition per further
-/// chunk and per further kernel row reaching the entry (at most `⌈kh/sh⌉` in all), plus the
-/// weight's own rounding to the row scalar and one to spare.
+/// result: a fused sum over the kept outputs of one run (at most `⌈kw/sw⌉`
+/// positions of `cout` channels) in chunks of at most `spill` ([`RowScalar::SPILL`]), one addition per
+/// further chunk and per further kernel row reaching the entry (at most `⌈kh/sh⌉` in all), plus
+/// the weight's own rounding to the row scalar and one to spare.
 fn transpose_sum_depth(
     cout: usize,
     (kh, kw): (usize, usize),
