@@ -756,9 +756,6 @@ pub(crate) use simd_rows;
 pub(crate) trait RowScalar: NdFloat + Default + Send + Sync {
     /// Unit roundoff `u` of round to nearest: a rounded result is within `u·|exact|`.
     const UNIT_ROUNDOFF: f64;
-    /// [`gemm_rows`] sums at most this many products in a register before adding them to the
-    /// output, so no product passes through more roundings than this plus one per spill.
-    const SPILL: usize;
     /// Rounded to nearest.
     fn from_f64(v: f64) -> Self;
     /// [`gemm_rows`] after its checks: the fastest kernel this CPU has.
@@ -769,10 +766,9 @@ pub(crate) trait RowScalar: NdFloat + Default + Send + Sync {
 type Shape = (usize, usize);
 
 macro_rules! row_scalar {
-    ($t:ty, $kernel:ident, $spill:expr) => {
+    ($t:ty, $kernel:ident) => {
         impl RowScalar for $t {
             const UNIT_ROUNDOFF: f64 = <$t>::EPSILON as f64 / 2.0;
-            const SPILL: usize = $spill;
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
@@ -797,19 +793,15 @@ macro_rules! row_scalar {
         }
     };
 }
-// f64's rounding is negligible either way; f32 spills every 32 products, which cuts its rounding
-// charges three to five times on Conv-big's transposes for a few percent of kernel time.
-row_scalar!(f64, gemm_rows_f64, usize::MAX);
-row_scalar!(f32, gemm_rows_f32, 32);
+row_scalar!(f64, gemm_rows_f64);
+row_scalar!(f32, gemm_rows_f32);
 
 /// `w · a` into rows of `c`: `w` is `[n, k]` packed by [`packed_at`] and `a` is `[k, r]`,
 /// row-major and contiguous; row `i` of the product is written to `c[dest[i]..dest[i] + r]`,
 /// or added there where `add[i]`. The window path's conv transposes are many such products with
 /// small `n` and `k` and `r` in the hundreds; reading `a`'s rows in place (only the small `w` is
 /// packed, by the caller) keeps them at the FMA units' pace. Each entry is summed over `k` in
-/// order with fused multiply-adds, in chunks of [`RowScalar::SPILL`] each added to the output
-/// (the first one written, or added where `add[i]`), so a column's result does not depend on
-/// `r`.
+/// order with fused multiply-adds, then added, so a column's result does not depend on `r`.
 pub(crate) fn gemm_rows<T: RowScalar>(
     w: &[T],
     a: &[T],
@@ -855,18 +847,15 @@ fn gemm_rows_portable<T: RowScalar>(
 ) {
     let mut row = vec![T::zero(); r];
     for (i, (&d, &add)) in dest.iter().zip(add).enumerate() {
-        for (chunk, k0) in (0..k.max(1)).step_by(T::SPILL).enumerate() {
-            row.fill(T::zero());
-            for kk in k0..(k0.saturating_add(T::SPILL)).min(k) {
-                let wv = w[packed_at(i, kk, k)];
-                for (o, v) in row.iter_mut().zip(&a[kk * r..(kk + 1) * r]) {
-                    *o = wv.mul_add(*v, *o);
-                }
+        row.fill(T::zero());
+        for kk in 0..k {
+            let wv = w[packed_at(i, kk, k)];
+            for (o, v) in row.iter_mut().zip(&a[kk * r..(kk + 1) * r]) {
+                *o = wv.mul_add(*v, *o);
             }
-            let add = add || chunk > 0;
-            for (o, &v) in c[d..d + r].iter_mut().zip(&row) {
-                *o = if add { v + *o } else { v };
-            }
+        }
+        for (o, &v) in c[d..d + r].iter_mut().zip(&row) {
+            *o = if add { v + *o } else { v };
         }
     }
 }
@@ -876,27 +865,12 @@ mod avx2 {
     use super::{Shape, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// The `add` flags of every chunk after the first.
-    const ALL_ADD: [bool; TILE_ROWS] = [true; TILE_ROWS];
-
     /// The AVX2 kernel of [`super::gemm_rows`] for one scalar type: `TILE_ROWS` × two vectors
     /// register tiles (12 accumulators) over column strips that stay in L1, then one-vector and
     /// scalar column tails.
     macro_rules! kernel {
         ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident,
          $splat:ident, $fma:ident, $add:ident) => {
-            /// Calls `$tile(w, a, c, add, kc)` per chunk of at most `SPILL` of the `k` sums
-            /// (once when `k` is 0), the chunks after the first adding to the output.
-            macro_rules! spilled {
-                ($k:expr, $w:expr, $a:expr, $r:expr, $flags:expr, |$wc:ident, $ac:ident, $addc:ident, $kc:ident| $call:expr) => {
-                    for (chunk, k0) in (0..$k.max(1)).step_by(<$t as super::RowScalar>::SPILL).enumerate() {
-                        let $kc = ($k - k0).min(<$t as super::RowScalar>::SPILL);
-                        let ($wc, $ac) = ($w.add(k0 * TILE_ROWS), $a.add(k0 * $r));
-                        let $addc = if chunk == 0 { $flags } else { &ALL_ADD[..$flags.len()] };
-                        $call;
-                    }
-                };
-            }
             #[target_feature(enable = "avx2,fma")]
             pub(super) unsafe fn $name(
                 w: &[$t],
@@ -947,14 +921,14 @@ mod avx2 {
                         let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
                         for j in (j0..j1).step_by(WIDE) {
                             let (aj, cj) = (a.add(j), c.add(j));
-                            spilled!(k, wi, aj, r, add, |wc, ac, addc, kc| match m {
-                                6 => wide::<6>(wc, ac, cj, dest, addc, kc, r),
-                                5 => wide::<5>(wc, ac, cj, dest, addc, kc, r),
-                                4 => wide::<4>(wc, ac, cj, dest, addc, kc, r),
-                                3 => wide::<3>(wc, ac, cj, dest, addc, kc, r),
-                                2 => wide::<2>(wc, ac, cj, dest, addc, kc, r),
-                                _ => wide::<1>(wc, ac, cj, dest, addc, kc, r),
-                            });
+                            match m {
+                                6 => wide::<6>(wi, aj, cj, dest, add, k, r),
+                                5 => wide::<5>(wi, aj, cj, dest, add, k, r),
+                                4 => wide::<4>(wi, aj, cj, dest, add, k, r),
+                                3 => wide::<3>(wi, aj, cj, dest, add, k, r),
+                                2 => wide::<2>(wi, aj, cj, dest, add, k, r),
+                                _ => wide::<1>(wi, aj, cj, dest, add, k, r),
+                            }
                         }
                         i0 += m;
                     }
@@ -963,21 +937,16 @@ mod avx2 {
                     let out = c.add(dest[i]);
                     // Row `i`'s weights, `TILE_ROWS` apart.
                     let wr = w.add(super::packed_at(i, 0, k));
-                    let add = &add[i..i + 1];
                     if rw < rn {
-                        let (an, on) = (a.add(rw), out.add(rw));
-                        spilled!(k, wr, an, r, add, |wc, ac, addc, kc| narrow(wc, ac, on, addc[0], kc, r));
+                        narrow(wr, a.add(rw), out.add(rw), add[i], k, r);
                     }
                     for jj in rn..r {
-                        let aj = a.add(jj);
-                        spilled!(k, wr, aj, r, add, |wc, ac, addc, kc| {
-                            let mut s: $t = 0.0;
-                            for kk in 0..kc {
-                                s = <$t>::mul_add(*wc.add(kk * TILE_ROWS), *ac.add(kk * r), s);
-                            }
-                            let o = out.add(jj);
-                            *o = if addc[0] { s + *o } else { s };
-                        });
+                        let mut s: $t = 0.0;
+                        for kk in 0..k {
+                            s = <$t>::mul_add(*wr.add(kk * TILE_ROWS), *a.add(kk * r + jj), s);
+                        }
+                        let o = out.add(jj);
+                        *o = if add[i] { s + *o } else { s };
                     }
                 }
 
@@ -1087,8 +1056,6 @@ mod tests {
             (13, 17, 29),
             (5, 0, 9),
             (18, 32, 477),
-            (7, 70, 25),
-            (13, 33, 40),
         ] {
             let mut draw = |len: usize, offset: f64| -> Vec<T> {
                 (0..len)

@@ -91,15 +91,6 @@ impl RowPrecision {
         }
     }
 
-    /// Products summed in a register before a spill (see `linop::gemm_rows`).
-    pub(crate) fn spill(self) -> usize {
-        use linop::RowScalar;
-        match self {
-            RowPrecision::F64 => f64::SPILL,
-            RowPrecision::F32 => f32::SPILL,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             RowPrecision::F64 => "f64",

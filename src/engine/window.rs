@@ -19,9 +19,8 @@
 //! neuron's magnitude from its interval. With `u` the scalar's unit roundoff and
 //! `γₙ = n·u/(1 − n·u)` (times 1.01 for the charges' own rounding):
 //! - a conv transpose's entry is a sum of products `w·a` whose every product passes through at
-//!   most `D` roundings (a fused sum over one run of outputs, spilled every
-//!   [`RowScalar::SPILL`] products, an addition per spill and per kernel row, and the weight's
-//!   rounding to the scalar; see [`transpose_sum_depth`]), so
+//!   most `D` roundings (a fused sum over one run of outputs, then an addition per kernel row,
+//!   and the weight's rounding to the scalar; see [`transpose_sum_depth`]), so
 //!   `|error| ≤ γ_D·Σ|w|·|a|`, charged per row as `γ_D·Σₒ |aₒ|·vₒ` with `v = |W|·ẑ` (the conv
 //!   of the magnitudes of its input), beside the conv's bias terms;
 //! - a ReLU's chord slope and the product with it round twice: `3u·|a|·slope·ẑ`, charged by
@@ -471,18 +470,11 @@ pub(crate) struct SampleTables {
 }
 
 /// How many roundings any product passes through in an entry of [`conv_pullback_window`]'s
-/// result: a fused sum over the kept outputs of one run (at most `⌈kw/sw⌉`
-/// positions of `cout` channels) in chunks of at most `spill` ([`RowScalar::SPILL`]), one addition per
-/// further chunk and per further kernel row reaching the entry (at most `⌈kh/sh⌉` in all), plus
-/// the weight's own rounding to the row scalar and one to spare.
-fn transpose_sum_depth(
-    cout: usize,
-    (kh, kw): (usize, usize),
-    [sh, sw]: [usize; 2],
-    spill: usize,
-) -> usize {
-    let run = kw.div_ceil(sw) * cout;
-    run.min(spill) + run.div_ceil(spill) + kh.div_ceil(sh) + 2
+/// result: a fused sum over the kept outputs of one run (at most `⌈kw/sw⌉` positions of `cout`
+/// channels), then one addition per further kernel row reaching the entry (at most `⌈kh/sh⌉`
+/// in all), plus the weight's own rounding to the row scalar and one to spare.
+fn transpose_sum_depth(cout: usize, (kh, kw): (usize, usize), [sh, sw]: [usize; 2]) -> usize {
+    kw.div_ceil(sw) * cout + kh.div_ceil(sh) + 2
 }
 
 /// `γₙ = n·u/(1 − n·u)`, the bound on the relative rounding error of an `n`-term sum, raised by
@@ -642,8 +634,7 @@ fn magnitudes_and_charges(
                 let v = linop::forward(graph, node, &[z.view().insert_axis(Axis(0))], true)
                     .remove_axis(Axis(0));
                 let (cout, _, kh, kw) = weight.dim();
-                let depth = transpose_sum_depth(cout, (kh, kw), *stride, rows.spill());
-                let rate = gamma(depth, unit);
+                let rate = gamma(transpose_sum_depth(cout, (kh, kw), *stride), unit);
                 charge[k] = Some(v.mapv(|v| rate * v));
                 Array1::from_shape_fn(v.len(), |i| v[i] + bias[i / plane].abs())
             }),
