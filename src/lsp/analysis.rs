@@ -12,21 +12,10 @@ use std::path::{Path, PathBuf};
 
 /// Built-in layers and dataset sources, for completion and hover: the checker's own lists.
 pub use crate::semantics::{BUILTIN_LAYERS as LAYERS, DATASET_SOURCES as SOURCES};
-pub const KEYWORDS: &[&str] = &[
-    "use",
-    "const",
-    "block",
-    "network",
-    "dataset",
-    "perturbation",
-    "property",
-    "from",
-    "if",
-    "else",
-    "true",
-    "false",
-    "weights",
-    "certify",
+use crate::syntax::KEYWORDS;
+/// Words the editor offers and highlights as keywords: the reserved words, then the words that
+/// are keywords only in context (perturbation and property clauses).
+pub const CONTEXTUAL_KEYWORDS: &[&str] = &[
     "input",
     "universal",
     "samplewise",
@@ -39,6 +28,10 @@ pub const KEYWORDS: &[&str] = &[
     "on",
     "under",
 ];
+
+fn keywords() -> impl Iterator<Item = &'static str> {
+    KEYWORDS.iter().chain(CONTEXTUAL_KEYWORDS).copied()
+}
 
 /// A place in a file: path (`None` = the document itself) and LSP range.
 #[derive(Clone, Debug, PartialEq)]
@@ -328,7 +321,7 @@ impl Document {
         if LAYERS.contains(&word) {
             return Some(format!("built-in layer `{word}`"));
         }
-        if KEYWORDS.contains(&word) {
+        if keywords().any(|k| k == word) {
             return Some(format!("keyword `{word}`"));
         }
         None
@@ -415,7 +408,7 @@ impl Document {
     /// Completion candidates: keywords, built-in layers and sources, and every name in scope.
     pub fn completions(&self, loader: &dyn Loader) -> Vec<(String, &'static str)> {
         let mut out: Vec<(String, &'static str)> = Vec::new();
-        out.extend(KEYWORDS.iter().map(|k| (k.to_string(), "keyword")));
+        out.extend(keywords().map(|k| (k.to_string(), "keyword")));
         out.extend(LAYERS.iter().map(|k| (k.to_string(), "layer")));
         out.extend(SOURCES.iter().map(|k| (k.to_string(), "source")));
         if let Some(file) = &self.good.file {

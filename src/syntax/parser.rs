@@ -123,8 +123,8 @@ fn is_name_fragment(token: &str) -> bool {
         || token.len() == 1 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Must match `keyword` in grammar/upc.pest.
-const KEYWORDS: &[&str] = &[
+/// The reserved words; must match `keyword` in grammar/upc.pest.
+pub const KEYWORDS: &[&str] = &[
     "use",
     "const",
     "block",
