@@ -36,7 +36,7 @@
 use super::cpu::{finish_bound, relu_relaxation, Interval};
 use super::linop::{
     self, conv_window, count_gemm, gemm_rows, packed_at, packed_len, simd_rows, tap_matrix, Rect,
-    RowScalar, TILE_ROWS,
+    RowScalar, Window, TILE_ROWS,
 };
 use super::{DeltaBox, RowPrecision};
 use crate::ir::{Graph, Node, Op};
@@ -814,8 +814,7 @@ fn window_sided<T: Scalar>(
             .expect("the bounded node keeps every neuron");
         seed[[col, r]] = if upper { -T::one() } else { T::one() };
     }
-    let mut pending: Vec<Option<WinRows<T>>> = (0..graph.nodes.len()).map(|_| None).collect();
-    pending[id] = Some(WinRows {
+    let seed = WinRows {
         win: Win {
             y0: pos / w,
             x0: pos % w,
@@ -823,11 +822,29 @@ fn window_sided<T: Scalar>(
             ww: 1,
         },
         a: seed,
-    });
-    let terms = Terms {
+    };
+    let mut terms = Terms {
         bias: vec![0.0; padded::<T>(m)],
         mag: vec![0.0; padded::<T>(m)],
     };
+    let mut pending: Vec<Option<WinRows<T>>> = (0..graph.nodes.len()).map(|_| None).collect();
+    let node = &graph.nodes[id];
+    match &node.op {
+        // A conv's seed rows are its weights: placed at its input without a product. The bias
+        // terms and rounding charge are those `pull_back_windows` adds (the charge is kept,
+        // though these entries are exact, so the bounds are the product's).
+        Op::Conv2d { bias: cb, .. } => {
+            let p = node.inputs[0].index();
+            let cb = column_values(support, seed.win, cb.as_slice().expect("contiguous"));
+            let charges = column_neurons(support, seed.win, tables.charge(id));
+            add_column_terms(&seed.a, &cb, &charges, &mut terms);
+            let tap = T::taps(taps, id).expect("tap matrix of a conv node");
+            let to = tables.support(p);
+            let out = conv_pullback_seed(&seed, graph, node, tap, (support, to));
+            accumulate(&mut pending[p], out, to, (tables.magnitude(p), &mut terms));
+        }
+        _ => pending[id] = Some(seed),
+    }
     let mut lower = pull_back_windows(graph, taps, tables, pending, terms, m);
     for (r, &(_, upper)) in sides.iter().enumerate() {
         if upper {
@@ -1091,6 +1108,74 @@ fn relax_relu<T: Scalar>(
     wr
 }
 
+/// The rectangle of a conv's input that its outputs over `win` read (`win` non-empty): rows
+/// `(y0·sh − ph) ..= ((y0+hh−1)·sh − ph + kh − 1)`, and likewise columns, clipped to the image.
+fn receptive_field(g: &Window, win: Win) -> Win {
+    let span = |o0: usize, n: usize, s: usize, p: usize, k: usize, size: usize| {
+        let lo = (o0 * s).saturating_sub(p);
+        let hi = ((o0 + n - 1) * s + k).saturating_sub(p).min(size);
+        (lo, hi.max(lo) - lo)
+    };
+    let (y0, hh) = span(win.y0, win.hh, g.sh, g.ph, g.kh, g.h);
+    let (x0, ww) = span(win.x0, win.ww, g.sw, g.pw, g.kw, g.w);
+    Win { y0, x0, hh, ww }
+}
+
+/// Pulls the seed rows of conv neurons at one output position (`seed`, over the 1 × 1 window
+/// `win`, a `±1` per row in its neuron's column) back to the conv input: each row is its
+/// neuron's weights, signed, so no product is needed. The entries are those the GEMM of
+/// [`conv_pullback_window`] gives (`±w` exactly); the caller adds the bias terms.
+fn conv_pullback_seed<T: Scalar>(
+    seed: &WinRows<T>,
+    graph: &Graph,
+    node: &Node,
+    taps: &Array2<T>,
+    (from, to): (&Support, &Support),
+) -> WinRows<T> {
+    let g = conv_window(graph, node);
+    let (win, rows) = (seed.win, seed.a.ncols());
+    debug_assert!(win.hh == 1 && win.ww == 1);
+    // Each row's (output channel, sign), from its one nonzero seed entry.
+    let mut sides: Vec<Option<(usize, T)>> = vec![None; rows];
+    for (co, coefs) in from.channels[from.run(win.y0, win.x0, 1)]
+        .iter()
+        .zip(seed.a.rows())
+    {
+        for (side, &c) in sides.iter_mut().zip(coefs) {
+            if c != T::zero() {
+                debug_assert!(side.is_none(), "one seed entry per row");
+                *side = Some((*co as usize, c));
+            }
+        }
+    }
+    let in_win = receptive_field(&g, win);
+    let to_cols = to.col_starts(in_win);
+    let mut out = pooled(*to_cols.last().expect("starts"), rows, true);
+    for qy in in_win.y0..in_win.y0 + in_win.hh {
+        for qx in in_win.x0..in_win.x0 + in_win.ww {
+            // The tap reading input `q` for the output at `win`, if inside the kernel.
+            let (ki, kj) = (qy + g.ph - win.y0 * g.sh, qx + g.pw - win.x0 * g.sw);
+            if ki >= g.kh || kj >= g.kw {
+                continue;
+            }
+            let q_col = to.column(&to_cols, in_win, qy, qx);
+            for (j, &ci) in to.channels[to.run(qy, qx, 1)].iter().enumerate() {
+                let weights = taps.row((ki * g.kw + kj) * g.cin + ci as usize);
+                let mut row = out.row_mut(q_col + j);
+                for (o, side) in row.iter_mut().zip(&sides) {
+                    if let Some((co, sign)) = *side {
+                        *o = sign * weights[co];
+                    }
+                }
+            }
+        }
+    }
+    WinRows {
+        win: in_win,
+        a: out,
+    }
+}
+
 /// Pulls windowed rows of a conv output (kept on `from`) back to the conv input (its receptive
 /// field, clipped to the image; kept on `to`); the caller adds the bias terms. Gather form: each kept
 /// input position's rows are `Σ_ki W_ki · rows[outputs reached by kernel row ki]`, over kept
@@ -1113,20 +1198,8 @@ fn conv_pullback_window<T: Scalar>(
             a: Array2::zeros((0, rows)),
         };
     }
-    // Input rows touched: (y0·sh − ph) ..= ((y0+hh−1)·sh − ph + kh − 1), clipped.
-    let span = |o0: usize, n: usize, s: usize, p: usize, k: usize, size: usize| {
-        let lo = (o0 * s).saturating_sub(p);
-        let hi = ((o0 + n - 1) * s + k).saturating_sub(p).min(size);
-        (lo, hi.max(lo) - lo)
-    };
-    let (iy0, ih) = span(win.y0, win.hh, g.sh, g.ph, g.kh, g.h);
-    let (ix0, iw) = span(win.x0, win.ww, g.sw, g.pw, g.kw, g.w);
-    let in_win = Win {
-        y0: iy0,
-        x0: ix0,
-        hh: ih,
-        ww: iw,
-    };
+    let in_win = receptive_field(&g, win);
+    let (iy0, ih, ix0, iw) = (in_win.y0, in_win.hh, in_win.x0, in_win.ww);
     let (from_cols, to_cols) = (from.col_starts(win), to.col_starts(in_win));
     let a_all = wr.a.as_slice().expect("standard layout");
     let (cin, kw) = (g.cin, g.kw);
