@@ -313,3 +313,48 @@ fn rows_f32_certifies_what_f64_does() {
     }
     assert_eq!(run("f16").status.code(), Some(2));
 }
+
+/// `--threads` sizes the worker pool, which the report names; the certified counts do not depend
+/// on it (each sample's bounds are computed by one thread, in a fixed order). Zero threads is a
+/// usage error.
+#[test]
+fn threads_flag_sizes_the_pool_and_keeps_the_counts() {
+    let dir = temp_dir("threads");
+    let spec = write_spec(&dir, &natural_spec(20, "2/255, 4/255", ""));
+    let run = |threads: &str| {
+        upcc()
+            .args([
+                "verify",
+                "--no-cache",
+                "--format",
+                "json",
+                "--threads",
+                threads,
+            ])
+            .arg(&spec)
+            .output()
+            .unwrap()
+    };
+    let report = |o: &std::process::Output| -> Vec<(usize, usize, usize)> {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    usize_of(r, "universal_certified"),
+                    usize_of(r, "samplewise_certified"),
+                    usize_of(r, "threads"),
+                )
+            })
+            .collect()
+    };
+    let (one, three) = (report(&run("1")), report(&run("3")));
+    assert_eq!(one.len(), 2);
+    for (a, b) in one.iter().zip(&three) {
+        assert_eq!((a.0, a.1, a.2, b.2), (b.0, b.1, 1, 3));
+    }
+    assert_eq!(run("0").status.code(), Some(2));
+}

@@ -66,6 +66,8 @@ pub struct EpsResult {
     pub seconds: BTreeMap<String, f64>,
     /// The scalar the bounds' window rows were computed in (`f64`, or `f32` with `--rows f32`).
     pub window_rows: &'static str,
+    /// Worker threads for bounds, attacks and replay (`upcc verify --threads`).
+    pub threads: usize,
     /// The universal MILP's sizes before and after presolve and its search, when one was built.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub milp: Option<MilpSummary>,

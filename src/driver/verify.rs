@@ -382,6 +382,7 @@ fn certify_sweep(
             attack_correct,
             seconds,
             window_rows: options.engine.window_rows(options.rows).name(),
+            threads: rayon::current_num_threads(),
             milp: None,
             class: None,
         };
