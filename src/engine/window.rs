@@ -10,7 +10,9 @@
 //! neurons position-major, channels ascending), so a window row of positions is one contiguous
 //! block and a conv transpose is, per kept input position and kernel row, one small GEMM
 //! `W[kept inputs, kept outputs reached] · rows[kept outputs reached]` ([`gemm_rows`]); with
-//! half the neurons of each layer dead this is a quarter of the dense work.
+//! half the neurons of each layer dead this is a quarter of the dense work. A conv's own neurons
+//! start as one-hot seed rows at its output; their first pull-back is a signed copy of the
+//! neurons' weights ([`conv_pullback_seed`]), no product.
 //!
 //! # Row scalar and rounding charges
 //! Rows are `f64` or `f32` ([`RowPrecision`]); constant terms always sum in `f64`. Every rounding
