@@ -31,7 +31,7 @@ pub trait Classifier: Sync {
     fn num_classes(&self) -> usize;
     /// `inputs` is `[n, d]`; returns logits `[n, K]`.
     fn logits(&self, inputs: ArrayView2<f64>) -> Array2<f64>;
-    /// Gradient wrt the inputs of Σᵢ ⟨grad_logits[i], logits(inputs)[i]⟩; returns `[n, d]`.
+    /// Gradient wrt the inputs of `Σᵢ ⟨grad_logits[i], logits(inputs)[i]⟩`; returns `[n, d]`.
     fn input_gradient(&self, inputs: ArrayView2<f64>, grad_logits: ArrayView2<f64>) -> Array2<f64>;
 
     /// One attack step's queries: the logits of `inputs`, then the input gradient for the logit

@@ -2,7 +2,7 @@
 //!
 //! # Specification
 //! A [`Graph`] is an arena of [`Node`]s addressed by [`NodeId`] handles. Invariants, checked by
-//! [`validate`] after lowering and after every pass:
+//! [`validate()`] after lowering and after every pass:
 //! - Nodes are stored in topological order: every input of node `k` has an id `< k`.
 //! - Node 0 is the only [`Op::Input`]; `graph.output` names the logits node.
 //! - Every node carries its per-sample shape (no batch dimension): `[C, H, W]` for images,
