@@ -54,6 +54,16 @@ fn certified_counts(o: &std::process::Output) -> impl Iterator<Item = (usize, us
     })
 }
 
+/// `upcc verify --no-cache --format json <extra> <spec>`.
+fn verify_json(spec: &Path, extra: &[&str]) -> std::process::Output {
+    upcc()
+        .args(["verify", "--no-cache", "--format", "json"])
+        .args(extra)
+        .arg(spec)
+        .output()
+        .unwrap()
+}
+
 fn usize_of(v: &Value, key: &str) -> usize {
     v[key]
         .as_u64()
@@ -235,18 +245,7 @@ fn population_command_prints_theorem_2_bounds() {
 fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back() {
     let dir = temp_dir("device");
     let spec = write_spec(&dir, &natural_spec(5, "2/255", ""));
-    let cuda = upcc()
-        .args([
-            "verify",
-            "--no-cache",
-            "--device",
-            "cuda",
-            "--format",
-            "json",
-        ])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let cuda = verify_json(&spec, &["--device", "cuda"]);
     if cuda.status.success() {
         println!("SKIPPED: a CUDA device is present here");
         return;
@@ -258,20 +257,7 @@ fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back() {
         "{err}"
     );
     assert!(cuda.stdout.is_empty());
-    let run = |device: &str| {
-        upcc()
-            .args([
-                "verify",
-                "--no-cache",
-                "--format",
-                "json",
-                "--device",
-                device,
-            ])
-            .arg(&spec)
-            .output()
-            .unwrap()
-    };
+    let run = |device: &str| verify_json(&spec, &["--device", device]);
     let (auto, cpu) = (run("auto"), run("cpu"));
     assert!(auto.status.success() && cpu.status.success());
     assert!(String::from_utf8_lossy(&auto.stderr).contains("using the CPU engine"));
@@ -290,13 +276,7 @@ fn device_cuda_without_a_gpu_is_refused_and_auto_falls_back() {
 fn rows_f32_certifies_what_f64_does() {
     let dir = temp_dir("rows");
     let spec = write_spec(&dir, &natural_spec(30, "2/255, 4/255", ""));
-    let run = |rows: &str| {
-        upcc()
-            .args(["verify", "--no-cache", "--format", "json", "--rows", rows])
-            .arg(&spec)
-            .output()
-            .unwrap()
-    };
+    let run = |rows: &str| verify_json(&spec, &["--rows", rows]);
     let counts = |o: &std::process::Output| {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         certified_counts(o).collect::<Vec<_>>()
@@ -321,20 +301,7 @@ fn rows_f32_certifies_what_f64_does() {
 fn threads_flag_sizes_the_pool_and_keeps_the_counts() {
     let dir = temp_dir("threads");
     let spec = write_spec(&dir, &natural_spec(20, "2/255, 4/255", ""));
-    let run = |threads: &str| {
-        upcc()
-            .args([
-                "verify",
-                "--no-cache",
-                "--format",
-                "json",
-                "--threads",
-                threads,
-            ])
-            .arg(&spec)
-            .output()
-            .unwrap()
-    };
+    let run = |threads: &str| verify_json(&spec, &["--threads", threads]);
     let report = |o: &std::process::Output| -> Vec<(usize, usize, usize)> {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
