@@ -6,13 +6,12 @@ use crate::diagnostics::{codes, Diagnostic, Severity};
 use crate::semantics::loader::{normalize, std_module, STD_MODULES};
 use crate::semantics::{check_source, CheckedProgram, Loader};
 use crate::source::{SourceId, SourceMap, Span};
-use crate::syntax::{ast, parse};
+use crate::syntax::{ast, parse, KEYWORDS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Built-in layers and dataset sources, for completion and hover: the checker's own lists.
 pub use crate::semantics::{BUILTIN_LAYERS as LAYERS, DATASET_SOURCES as SOURCES};
-use crate::syntax::KEYWORDS;
 /// Words the editor offers and highlights as keywords: the reserved words, then the words that
 /// are keywords only in context (perturbation and property clauses).
 pub const CONTEXTUAL_KEYWORDS: &[&str] = &[
