@@ -819,10 +819,12 @@ fn crown_sides(
             }
         }
     } else {
-        for (c, chunk) in sides.chunks(2 * NEURON_CHUNK).enumerate() {
+        // Whole padded batches: the padding rows of a full chunk would be computed for nothing.
+        let chunk_sides = window::padded_rows(info.rows, 2 * NEURON_CHUNK);
+        for (c, chunk) in sides.chunks(chunk_sides).enumerate() {
             let windows = Some((&info.window[..], &info.taps, &tables));
             let values = crown_sided(graph, bounds, windows, id, chunk, x0, delta);
-            let at = c * 2 * NEURON_CHUNK;
+            let at = c * chunk_sides;
             out.slice_mut(s![at..at + chunk.len()]).assign(&values);
         }
     }

@@ -971,6 +971,15 @@ fn padded<T>(m: usize) -> usize {
     }
 }
 
+/// How many rows `m` occupy in `rows`' scalar once padded (see [`padded`]): a batch of that
+/// many rows wastes no padding.
+pub(crate) fn padded_rows(rows: RowPrecision, m: usize) -> usize {
+    match rows {
+        RowPrecision::F64 => padded::<f64>(m),
+        RowPrecision::F32 => padded::<f32>(m),
+    }
+}
+
 /// Pulls the windowed rows in `pending` (at window-path nodes, each on its node's support,
 /// `padded(m)` rows) back to the input, adding their constant terms to `terms`, and returns the
 /// lower bound over the box of each of the first `m` rows.
