@@ -15,8 +15,9 @@ use std::fmt;
 /// Relative outward rounding applied to every bound (see the module doc of [`crate::engine`]).
 pub const SAFETY_REL: f64 = 1e-9;
 
-/// Intermediate-bound neurons back-substituted together: bounds memory and the rows' working
-/// set on big maps (Conv-big's first ReLU: 15k live neurons × 256 rows is 31 MB, half of 512's).
+/// Intermediate-bound neurons back-substituted together (both sides: `2 ·` this many rows, raised
+/// to a whole padded batch): bounds memory and the rows' working set on big maps (Conv-big's
+/// first ReLU: 15k live neurons × 256 rows is 31 MB, half of 512's).
 const NEURON_CHUNK: usize = 128;
 
 /// Samples per rayon task in concrete evaluation.
