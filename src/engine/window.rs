@@ -958,13 +958,14 @@ fn finish_dense<T: Scalar>(
 
 /// `m` rows rounded up to whole register tiles of [`gemm_rows`] (of scalar `T`): windowed arrays
 /// carry this many rows, the last ones zero (a partial tile costs as much as several full ones).
-/// Never a multiple of 512 bytes: a neuron's rows would then start 512 bytes apart times a power
-/// of two, and the lines of a column strip crowd into a few L1 sets (256 `f64` rows ran 20%
-/// slower than 264).
+/// Never a multiple of 1024 bytes: a neuron's rows would then start 1 KB apart times a power of
+/// two, and the lines of a column strip crowd into a few L1 sets (256 `f64` rows ran 20% slower
+/// than 264). Rows 512 bytes apart (128 `f32`) spread over enough sets: padding them to 144 cost
+/// more than it saved.
 fn padded<T>(m: usize) -> usize {
     let tile = linop::tile_columns::<T>();
     let r = m.next_multiple_of(tile);
-    if (r * std::mem::size_of::<T>()).is_multiple_of(512) {
+    if (r * std::mem::size_of::<T>()).is_multiple_of(1024) {
         r + tile
     } else {
         r
