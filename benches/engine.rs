@@ -31,6 +31,7 @@ use upcc::semantics::check_file;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    upcc::driver::process::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(100);
     // `cargo bench` passes `--bench`; any other non-number argument filters the models.

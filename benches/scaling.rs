@@ -397,6 +397,7 @@ fn fmt_seconds(s: f64) -> String {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    upcc::driver::process::keep_freed_memory();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("--child") {
         let model = MODELS.iter().find(|m| m.name == argv[1]).expect("model");

@@ -124,6 +124,7 @@ enum ReportFormat {
 
 /// Exit codes: 0 ok, 1 errors reported, 2 usage or IO failure.
 fn main() -> ExitCode {
+    upcc::driver::process::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { spec, output } => check(&spec, &output),
