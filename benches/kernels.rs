@@ -167,7 +167,7 @@ mod cuda_bench {
         logits
             .rows()
             .into_iter()
-            .map(|r| (0..r.len()).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
+            .map(upcc::attacks::argmax)
             .collect()
     }
 

@@ -25,7 +25,7 @@ fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
     logits
         .rows()
         .into_iter()
-        .map(|r| (0..r.len()).fold(0, |best, j| if r[j] > r[best] { j } else { best }))
+        .map(upcc::attacks::argmax)
         .collect()
 }
 

@@ -201,7 +201,7 @@ fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
     logits
         .rows()
         .into_iter()
-        .map(|r| (0..r.len()).fold(0, |b, j| if r[j] > r[b] { j } else { b }))
+        .map(upcc::attacks::argmax)
         .collect()
 }
 

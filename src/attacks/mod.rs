@@ -22,7 +22,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use crate::engine::DeltaBox;
 
 pub use crate::rng::SplitMix64;
-pub use losses::is_correct;
+pub use losses::{argmax, is_correct};
 pub use soundness::{check_certificates, SoundnessViolation};
 
 /// A classifier the attacks can query: batched logits and input gradients.
