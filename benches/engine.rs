@@ -16,7 +16,7 @@ use upcc::driver::process::{cpu_seconds, peak_rss_mb};
 use upcc::driver::verify::GraphClassifier;
 use upcc::engine::cpu::margin_bounds_cached;
 use upcc::engine::linop::GEMM_FLOPS;
-use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, RowPrecision};
+use upcc::engine::{BoundCache, BoundMethod, DeltaBox, RowPrecision};
 use upcc::formats::dataset::{load_dataset, DatasetSource, PixelLayout};
 use upcc::formats::load_tensors;
 use upcc::formats::onnx::load_model;
@@ -174,7 +174,7 @@ fn resnets(root: &Path, n: usize, selected: &dyn Fn(&str) -> bool, rows: RowPrec
                 continue;
             }
         };
-        let labels = predicted(&graph, &x);
+        let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
         let eps = 2.0 / 255.0;
         let delta = DeltaBox {
             lo: Array1::from_shape_fn(d, |k| -eps / std[k / 1024]),
@@ -185,18 +185,9 @@ fn resnets(root: &Path, n: usize, selected: &dyn Fn(&str) -> bool, rows: RowPrec
     }
 }
 
-fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
-    let logits = forward(graph, x.view()).expect("forward");
-    logits
-        .rows()
-        .into_iter()
-        .map(upcc::attacks::argmax)
-        .collect()
-}
-
 /// [`bound_run`] at each radius `k/255` of `radii`, labels the predicted classes.
 fn radii_run(name: &str, graph: &Graph, x: &Array2<f64>, radii: &[f64], rows: RowPrecision) {
-    let labels = predicted(graph, x);
+    let labels = upcc::attacks::predicted_classes(graph, x.view()).unwrap();
     for &k in radii {
         let delta = DeltaBox::linf(x.ncols(), k / 255.0);
         bound_run(name, graph, (x, &labels), &format!("{k}/255"), &delta, rows);

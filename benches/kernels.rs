@@ -30,7 +30,7 @@ mod cuda_bench {
     use upcc::engine::cpu::margin_bounds;
     use upcc::engine::gpu::cuda::CudaDevice;
     use upcc::engine::gpu::{margin_bounds_on, KernelDevice, KernelEngine};
-    use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, MarginBounds};
+    use upcc::engine::{BoundCache, BoundMethod, DeltaBox, MarginBounds};
     use upcc::ir::build::{random_cnn, random_mlp, random_resnet, Rng};
     use upcc::ir::Graph;
     use upcc::semantics::check_file;
@@ -162,15 +162,6 @@ mod cuda_bench {
             .count()
     }
 
-    fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
-        let logits = forward(graph, x.view()).unwrap();
-        logits
-            .rows()
-            .into_iter()
-            .map(upcc::attacks::argmax)
-            .collect()
-    }
-
     pub fn main() {
         let args = args();
         std::fs::create_dir_all(&args.out).unwrap();
@@ -202,7 +193,7 @@ mod cuda_bench {
         ] {
             let d: usize = graph.input_shape().iter().product();
             let x = Array2::from_shape_fn((16, d), |_| rng.uniform());
-            let labels = predicted(&graph, &x);
+            let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
             cases.push((name.into(), graph, x, labels, eps));
         }
         for (arch, model, n, eps) in [

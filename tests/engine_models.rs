@@ -41,16 +41,6 @@ fn assert_bounds_hold(
     }
 }
 
-/// The predicted class of each row of `x`.
-fn predicted(graph: &upcc::ir::Graph, x: &Array2<f64>) -> Vec<usize> {
-    let logits = forward(graph, x.view()).unwrap();
-    logits
-        .rows()
-        .into_iter()
-        .map(upcc::attacks::argmax)
-        .collect()
-}
-
 #[test]
 fn shipped_models_bounds_hold_on_sampled_perturbations() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/mnist");
@@ -80,7 +70,7 @@ fn shipped_models_bounds_hold_on_sampled_perturbations() {
             conv_small_from_tensors(&tensors).expect("shipped model has the Conv-small layout");
         let mut rng = Rng::new(17);
         let x = Array2::from_shape_fn((4, 784), |_| rng.uniform());
-        let labels = predicted(&graph, &x);
+        let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
         let delta = DeltaBox::linf(784, 8.0 / 255.0);
         for (method, rows) in [
             (BoundMethod::Crown, RowPrecision::F64),
@@ -139,7 +129,7 @@ fn conv_big_f32_rows_hold_on_sampled_perturbations() {
             .graph
             .clone()
             .expect("network has weights");
-        let labels = predicted(&graph, &x);
+        let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
         let eps = 8.0 / 255.0;
         let delta = DeltaBox::linf(784, eps);
         let bounds_in = |rows| {

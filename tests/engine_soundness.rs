@@ -19,16 +19,6 @@ fn random_inputs(rng: &mut Rng, n: usize, d: usize) -> Array2<f64> {
     Array2::from_shape_fn((n, d), |_| rng.uniform())
 }
 
-/// Labels = predicted classes, so margins at x are positive and bounds are interesting.
-fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
-    let logits = forward(graph, x.view()).unwrap();
-    logits
-        .rows()
-        .into_iter()
-        .map(upcc::attacks::argmax)
-        .collect()
-}
-
 /// Sampled δ: both box corners, zero, random corners and random interior points.
 fn sample_deltas(rng: &mut Rng, delta: &DeltaBox, count: usize) -> Array2<f64> {
     let d = delta.dim();
@@ -91,7 +81,7 @@ fn check_all_methods(graph: &Graph, seed: u64, n: usize, delta: &DeltaBox) {
     let mut rng = Rng::new(seed);
     let d = delta.dim();
     let x = random_inputs(&mut rng, n, d);
-    let labels = predicted(graph, &x);
+    let labels = upcc::attacks::predicted_classes(graph, x.view()).unwrap();
     let crown = margin_bounds(graph, x.view(), &labels, delta, &BoundMethod::Crown).unwrap();
     let alpha = margin_bounds(graph, x.view(), &labels, delta, &ALPHA).unwrap();
     let ibp = margin_bounds(graph, x.view(), &labels, delta, &BoundMethod::Ibp).unwrap();
@@ -196,7 +186,7 @@ fn tiny_boxes_give_nearly_exact_margins() {
     let mut rng = Rng::new(7);
     let graph = random_cnn(&mut rng, [2, 7, 7], 3, 5);
     let x = random_inputs(&mut rng, 3, 98);
-    let labels = predicted(&graph, &x);
+    let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
     let logits = forward(&graph, x.view()).unwrap();
     let delta = DeltaBox::linf(98, 1e-7);
     let bounds = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
@@ -218,7 +208,7 @@ fn crown_is_tighter_than_ibp_on_average() {
     let mut rng = Rng::new(11);
     let graph = random_mlp(&mut rng, 8, &[16, 16, 16], 5);
     let x = random_inputs(&mut rng, 6, 8);
-    let labels = predicted(&graph, &x);
+    let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
     let delta = DeltaBox::linf(8, 0.05);
     let mean = |m: &BoundMethod| {
         let b = margin_bounds(&graph, x.view(), &labels, &delta, m).unwrap();
@@ -299,7 +289,7 @@ fn bounds_never_exceed_exact_enumeration() {
         let mut rng = Rng::new(100 + seed);
         let graph = random_mlp(&mut rng, 2, &[6, 5], 3);
         let x = random_inputs(&mut rng, 2, 2);
-        let labels = predicted(&graph, &x);
+        let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
         let delta = DeltaBox::linf(2, 0.3);
         let crown = margin_bounds(&graph, x.view(), &labels, &delta, &BoundMethod::Crown).unwrap();
         let alpha = margin_bounds(&graph, x.view(), &labels, &delta, &ALPHA).unwrap();
@@ -429,7 +419,7 @@ fn dead_branches_are_ignored() {
     validate(&graph).unwrap();
     let pruned = upcc::ir::passes::remove_dead(&graph);
     let x = random_inputs(&mut rng, 2, 4);
-    let labels = predicted(&graph, &x);
+    let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
     let delta = DeltaBox::linf(4, 0.1);
     for m in [BoundMethod::Ibp, BoundMethod::Crown, ALPHA] {
         let full = margin_bounds(&graph, x.view(), &labels, &delta, &m).unwrap();

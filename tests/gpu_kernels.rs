@@ -12,7 +12,7 @@ use upcc::engine::gpu::{
     codegen, margin_bounds_on, DeviceBuffer, KernelDevice, KernelEngine, KernelSource, LaunchArgs,
     HOST_SHIM,
 };
-use upcc::engine::{forward, BoundCache, BoundMethod, DeltaBox, EngineError, MarginBounds};
+use upcc::engine::{BoundCache, BoundMethod, DeltaBox, EngineError, MarginBounds};
 use upcc::ir::build::{random_cnn, random_mlp, random_resnet, Rng};
 use upcc::ir::Graph;
 use upcc::semantics::check_file;
@@ -196,17 +196,8 @@ fn assert_agree(kernels: &MarginBounds, cpu: &MarginBounds, what: &str) {
     }
 }
 
-fn predicted(graph: &Graph, x: &Array2<f64>) -> Vec<usize> {
-    let logits = forward(graph, x.view()).unwrap();
-    logits
-        .rows()
-        .into_iter()
-        .map(upcc::attacks::argmax)
-        .collect()
-}
-
 fn check_network(graph: &Graph, x: &Array2<f64>, eps: f64, budget: usize, what: &str) {
-    let labels = predicted(graph, x);
+    let labels = upcc::attacks::predicted_classes(graph, x.view()).unwrap();
     let delta = DeltaBox::linf(x.ncols(), eps);
     let mut engine = KernelEngine::new(HostDevice::new(budget));
     let cache = BoundCache::disabled();
@@ -299,7 +290,7 @@ fn emitted_kernels_match_the_cpu_engine_on_shipped_models_and_real_digits() {
 
 /// CROWN alone (the slow models), host kernels against the CPU engine; prints the host time.
 fn crown_agrees(graph: &Graph, x: &Array2<f64>, eps: f64, budget: usize, what: &str) {
-    let labels = predicted(graph, x);
+    let labels = upcc::attacks::predicted_classes(graph, x.view()).unwrap();
     let delta = DeltaBox::linf(x.ncols(), eps);
     let mut engine = KernelEngine::new(HostDevice::new(budget));
     let start = std::time::Instant::now();
@@ -349,7 +340,7 @@ fn kernel_engine_shares_the_bound_cache() {
     let mut rng = Rng::new(5);
     let graph = random_cnn(&mut rng, [1, 6, 6], 2, 3);
     let x = Array2::from_shape_fn((4, 36), |_| rng.uniform());
-    let labels = predicted(&graph, &x);
+    let labels = upcc::attacks::predicted_classes(&graph, x.view()).unwrap();
     let delta = DeltaBox::linf(36, 0.05);
     let cache = BoundCache::in_memory();
     let mut engine = KernelEngine::new(HostDevice::new(1 << 26));

@@ -19,11 +19,17 @@ use std::fmt;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
-use crate::engine::DeltaBox;
+use crate::engine::{forward, DeltaBox, EngineError};
+use crate::ir::Graph;
 
 pub use crate::rng::SplitMix64;
 pub use losses::{argmax, is_correct};
 pub use soundness::{check_certificates, SoundnessViolation};
+
+/// The class `graph` predicts for each row of `x` (the largest logit, see [`argmax`]).
+pub fn predicted_classes(graph: &Graph, x: ArrayView2<f64>) -> Result<Vec<usize>, EngineError> {
+    Ok(forward(graph, x)?.rows().into_iter().map(argmax).collect())
+}
 
 /// A classifier the attacks can query: batched logits and input gradients.
 pub trait Classifier: Sync {
