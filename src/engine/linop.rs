@@ -724,6 +724,59 @@ pub fn jacobian_rows(
     }
 }
 
+/// The widest vector instructions [`gemm_rows`] uses on this CPU. Every level computes the same
+/// fused sums in the same order, so the results are bit-identical; only the speed differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Plain loops (`mul_add`).
+    Portable,
+    /// 256-bit AVX2 with FMA.
+    Avx2,
+    /// 512-bit AVX-512F (twice the FMA width; on CPUs with two 512-bit FMA units, such as
+    /// Intel's Xeons since Skylake-SP, about twice AVX2's throughput).
+    Avx512,
+}
+
+impl SimdLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Portable => "portable",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+
+    /// The widest level this CPU has.
+    pub fn detected() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Portable
+    }
+}
+
+/// The level [`gemm_rows`] runs at: the CPU's widest, capped by `$UPCC_SIMD` (`portable`,
+/// `avx2` or `avx512`) where set, to compare kernels on one machine. Read once.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("UPCC_SIMD").as_deref() {
+            Ok("portable") => SimdLevel::Portable,
+            Ok("avx2") => SimdLevel::Avx2,
+            _ => SimdLevel::Avx512,
+        };
+        SimdLevel::detected().min(cap)
+    })
+}
+
 /// Defines `fn $name(args)` whose body is compiled twice, plainly and with AVX2 (chosen at run
 /// time), for elementwise loops over rows. Without fused multiply-adds (Rust never contracts
 /// `a * b + c`), so both give the same bits.
@@ -758,8 +811,15 @@ pub(crate) trait RowScalar: NdFloat + Default + Send + Sync {
     const UNIT_ROUNDOFF: f64;
     /// Rounded to nearest.
     fn from_f64(v: f64) -> Self;
-    /// [`gemm_rows`] after its checks: the fastest kernel this CPU has.
-    fn gemm_kernel(w: &[Self], a: &[Self], c: &mut [Self], to: (&[usize], &[bool]), kr: Shape);
+    /// [`gemm_rows`] after its checks, at `level` (at most [`SimdLevel::detected`]).
+    fn gemm_kernel(
+        level: SimdLevel,
+        w: &[Self],
+        a: &[Self],
+        c: &mut [Self],
+        to: (&[usize], &[bool]),
+        kr: Shape,
+    );
 }
 
 /// `(k, r)` of a [`gemm_rows`] product.
@@ -773,22 +833,23 @@ macro_rules! row_scalar {
                 v as $t
             }
             fn gemm_kernel(
+                level: SimdLevel,
                 w: &[Self],
                 a: &[Self],
                 c: &mut [Self],
                 to: (&[usize], &[bool]),
                 kr: Shape,
             ) {
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the features are present and every row read or written is in
-                    // bounds (asserted by `gemm_rows`).
-                    unsafe { avx2::$kernel(w, a, c, to, kr) };
-                    return;
+                // SAFETY (each arm): the level's features are present (the caller's level is at
+                // most the detected one) and every row read or written is in bounds (asserted
+                // by `gemm_rows`).
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    SimdLevel::Avx512 => unsafe { avx512::$kernel(w, a, c, to, kr) },
+                    #[cfg(target_arch = "x86_64")]
+                    SimdLevel::Avx2 => unsafe { avx2::$kernel(w, a, c, to, kr) },
+                    _ => gemm_rows_portable(w, a, c, to, kr),
                 }
-                gemm_rows_portable(w, a, c, to, kr);
             }
         }
     };
@@ -813,7 +874,7 @@ pub(crate) fn gemm_rows<T: RowScalar>(
     assert!(add.len() == n && w.len() >= packed_len(n, k) && a.len() >= k * r);
     assert!(dest.iter().all(|&d| d + r <= c.len()));
     count_gemm(n, k, r);
-    T::gemm_kernel(w, a, c, (dest, add), (k, r));
+    T::gemm_kernel(simd_level(), w, a, c, (dest, add), (k, r));
 }
 
 /// Rows of `w` go in tiles of [`TILE_ROWS`], each stored `[k][TILE_ROWS]`, so that the kernel
@@ -860,154 +921,140 @@ fn gemm_rows_portable<T: RowScalar>(
     }
 }
 
+/// The x86-64 kernel of [`gemm_rows`] for one scalar type and vector width: `TILE_ROWS` × two
+/// vectors register tiles (12 accumulators) over column strips that stay in L1, a `TILE_ROWS` ×
+/// one vector tile for a last odd vector, then scalar column tails. Each column's entry is one
+/// chain of fused multiply-adds over `k` in order, whatever the width.
+#[cfg(target_arch = "x86_64")]
+macro_rules! gemm_rows_kernel {
+    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident,
+     $splat:ident, $fma:ident, $add:ident) => {
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn $name(
+            w: &[$t],
+            a: &[$t],
+            c: &mut [$t],
+            (dest, add): (&[usize], &[bool]),
+            (k, r): Shape,
+        ) {
+            const LANES: usize = $lanes;
+            const WIDE: usize = 2 * LANES;
+            let n = dest.len();
+            let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
+            let rn = r / LANES * LANES;
+            // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row tiles.
+            let strip = (8192 / std::mem::size_of::<$t>() / k.max(1)).max(WIDE) / WIDE * WIDE;
+            let tiles = n.div_ceil(TILE_ROWS);
+            // Entries per line of 64 bytes.
+            const LINE: usize = 64 / std::mem::size_of::<$t>();
+            for j0 in (0..rn).step_by(strip) {
+                let j1 = (j0 + strip).min(rn);
+                // Prefetches hide the latency of rows not in cache: the next row tile's lines
+                // of `c`, and the next strip's lines of `a`, spread over this strip's row tiles.
+                let next_lines = if tiles > 1 {
+                    k * (j1..(j1 + strip).min(rn)).step_by(LINE).len()
+                } else {
+                    0
+                };
+                let per_tile = next_lines.div_ceil(tiles);
+                let mut fetched = 0;
+                let mut i0 = 0;
+                while i0 < n {
+                    let m = (n - i0).min(TILE_ROWS);
+                    // Tile `i0 / TILE_ROWS` starts at `i0 · k` (see `packed_at`).
+                    let wi = w.add(i0 * k);
+                    for &d in &dest[(i0 + TILE_ROWS).min(n)..(i0 + 2 * TILE_ROWS).min(n)] {
+                        for j in (j0..j1).step_by(LINE) {
+                            _mm_prefetch::<_MM_HINT_T0>(c.add(d + j) as *const i8);
+                        }
+                    }
+                    let stop = (fetched + per_tile).min(next_lines);
+                    for line in fetched..stop {
+                        let (kk, t) = (line % k, line / k);
+                        _mm_prefetch::<_MM_HINT_T0>(a.add(kk * r + j1 + LINE * t) as *const i8);
+                    }
+                    fetched = stop;
+                    let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
+                    for j in (j0..j1).step_by(WIDE) {
+                        let (aj, cj) = (a.add(j), c.add(j));
+                        let v = if j + WIDE <= j1 { 2 } else { 1 };
+                        match (m, v) {
+                            (6, 2) => tile::<6, 2>(wi, aj, cj, dest, add, k, r),
+                            (5, 2) => tile::<5, 2>(wi, aj, cj, dest, add, k, r),
+                            (4, 2) => tile::<4, 2>(wi, aj, cj, dest, add, k, r),
+                            (3, 2) => tile::<3, 2>(wi, aj, cj, dest, add, k, r),
+                            (2, 2) => tile::<2, 2>(wi, aj, cj, dest, add, k, r),
+                            (_, 2) => tile::<1, 2>(wi, aj, cj, dest, add, k, r),
+                            (6, _) => tile::<6, 1>(wi, aj, cj, dest, add, k, r),
+                            (5, _) => tile::<5, 1>(wi, aj, cj, dest, add, k, r),
+                            (4, _) => tile::<4, 1>(wi, aj, cj, dest, add, k, r),
+                            (3, _) => tile::<3, 1>(wi, aj, cj, dest, add, k, r),
+                            (2, _) => tile::<2, 1>(wi, aj, cj, dest, add, k, r),
+                            _ => tile::<1, 1>(wi, aj, cj, dest, add, k, r),
+                        }
+                    }
+                    i0 += m;
+                }
+            }
+            for i in 0..n {
+                let out = c.add(dest[i]);
+                // Row `i`'s weights, `TILE_ROWS` apart.
+                let wr = w.add(super::packed_at(i, 0, k));
+                for jj in rn..r {
+                    let mut s: $t = 0.0;
+                    for kk in 0..k {
+                        s = <$t>::mul_add(*wr.add(kk * TILE_ROWS), *a.add(kk * r + jj), s);
+                    }
+                    let o = out.add(jj);
+                    *o = if add[i] { s + *o } else { s };
+                }
+            }
+
+            /// Rows `M` of a tile, `V` vectors of columns.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            unsafe fn tile<const M: usize, const V: usize>(
+                w: *const $t,
+                a: *const $t,
+                c: *mut $t,
+                dest: &[usize],
+                add: &[bool],
+                k: usize,
+                r: usize,
+            ) {
+                let mut acc = [[$zero(); V]; M];
+                for kk in 0..k {
+                    let mut av = [$zero(); V];
+                    for (v, av) in av.iter_mut().enumerate() {
+                        *av = $load(a.add(kk * r + v * LANES));
+                    }
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let wv = $splat(&*w.add(kk * TILE_ROWS + i));
+                        for (acc, &av) in acc.iter_mut().zip(&av) {
+                            *acc = $fma(wv, av, *acc);
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    let out = c.add(dest[i]);
+                    for (v, &sum) in acc.iter().enumerate() {
+                        let at = out.add(v * LANES);
+                        let sum = if add[i] { $add(sum, $load(at)) } else { sum };
+                        $store(at, sum);
+                    }
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Shape, TILE_ROWS};
     use std::arch::x86_64::*;
 
-    /// The AVX2 kernel of [`super::gemm_rows`] for one scalar type: `TILE_ROWS` × two vectors
-    /// register tiles (12 accumulators) over column strips that stay in L1, then one-vector and
-    /// scalar column tails.
-    macro_rules! kernel {
-        ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident,
-         $splat:ident, $fma:ident, $add:ident) => {
-            #[target_feature(enable = "avx2,fma")]
-            pub(super) unsafe fn $name(
-                w: &[$t],
-                a: &[$t],
-                c: &mut [$t],
-                (dest, add): (&[usize], &[bool]),
-                (k, r): Shape,
-            ) {
-                const LANES: usize = $lanes;
-                const WIDE: usize = 2 * LANES;
-                let n = dest.len();
-                let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
-                let (rw, rn) = (r / WIDE * WIDE, r / LANES * LANES);
-                // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row
-                // tiles.
-                let strip = (8192 / std::mem::size_of::<$t>() / k.max(1)).max(WIDE) / WIDE * WIDE;
-                let tiles = n.div_ceil(TILE_ROWS);
-                // Lines of 64 bytes per wide tile.
-                const LINE: usize = 64 / std::mem::size_of::<$t>();
-                for j0 in (0..rw).step_by(strip) {
-                    let j1 = (j0 + strip).min(rw);
-                    // Prefetches hide the latency of rows not in cache: the next row tile's
-                    // lines of `c`, and the next strip's lines of `a`, spread over this strip's
-                    // row tiles.
-                    let next_lines = if tiles > 1 {
-                        k * (j1..(j1 + strip).min(rw)).step_by(LINE).len()
-                    } else {
-                        0
-                    };
-                    let per_tile = next_lines.div_ceil(tiles);
-                    let mut fetched = 0;
-                    let mut i0 = 0;
-                    while i0 < n {
-                        let m = (n - i0).min(TILE_ROWS);
-                        // Tile `i0 / TILE_ROWS` starts at `i0 · k` (see `packed_at`).
-                        let wi = w.add(i0 * k);
-                        for &d in &dest[(i0 + TILE_ROWS).min(n)..(i0 + 2 * TILE_ROWS).min(n)] {
-                            for j in (j0..j1).step_by(LINE) {
-                                _mm_prefetch::<_MM_HINT_T0>(c.add(d + j) as *const i8);
-                            }
-                        }
-                        let stop = (fetched + per_tile).min(next_lines);
-                        for line in fetched..stop {
-                            let (kk, t) = (line % k, line / k);
-                            _mm_prefetch::<_MM_HINT_T0>(a.add(kk * r + j1 + LINE * t) as *const i8);
-                        }
-                        fetched = stop;
-                        let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
-                        for j in (j0..j1).step_by(WIDE) {
-                            let (aj, cj) = (a.add(j), c.add(j));
-                            match m {
-                                6 => wide::<6>(wi, aj, cj, dest, add, k, r),
-                                5 => wide::<5>(wi, aj, cj, dest, add, k, r),
-                                4 => wide::<4>(wi, aj, cj, dest, add, k, r),
-                                3 => wide::<3>(wi, aj, cj, dest, add, k, r),
-                                2 => wide::<2>(wi, aj, cj, dest, add, k, r),
-                                _ => wide::<1>(wi, aj, cj, dest, add, k, r),
-                            }
-                        }
-                        i0 += m;
-                    }
-                }
-                for i in 0..n {
-                    let out = c.add(dest[i]);
-                    // Row `i`'s weights, `TILE_ROWS` apart.
-                    let wr = w.add(super::packed_at(i, 0, k));
-                    if rw < rn {
-                        narrow(wr, a.add(rw), out.add(rw), add[i], k, r);
-                    }
-                    for jj in rn..r {
-                        let mut s: $t = 0.0;
-                        for kk in 0..k {
-                            s = <$t>::mul_add(*wr.add(kk * TILE_ROWS), *a.add(kk * r + jj), s);
-                        }
-                        let o = out.add(jj);
-                        *o = if add[i] { s + *o } else { s };
-                    }
-                }
-
-                #[target_feature(enable = "avx2,fma")]
-                #[inline]
-                unsafe fn wide<const M: usize>(
-                    w: *const $t,
-                    a: *const $t,
-                    c: *mut $t,
-                    dest: &[usize],
-                    add: &[bool],
-                    k: usize,
-                    r: usize,
-                ) {
-                    let mut acc = [[$zero(); 2]; M];
-                    for kk in 0..k {
-                        let a0 = $load(a.add(kk * r));
-                        let a1 = $load(a.add(kk * r + LANES));
-                        for (i, acc) in acc.iter_mut().enumerate() {
-                            let wv = $splat(&*w.add(kk * TILE_ROWS + i));
-                            acc[0] = $fma(wv, a0, acc[0]);
-                            acc[1] = $fma(wv, a1, acc[1]);
-                        }
-                    }
-                    for (i, acc) in acc.iter().enumerate() {
-                        let out = c.add(dest[i]);
-                        let (mut v0, mut v1) = (acc[0], acc[1]);
-                        if add[i] {
-                            v0 = $add(v0, $load(out));
-                            v1 = $add(v1, $load(out.add(LANES)));
-                        }
-                        $store(out, v0);
-                        $store(out.add(LANES), v1);
-                    }
-                }
-
-                #[target_feature(enable = "avx2,fma")]
-                #[inline]
-                unsafe fn narrow(
-                    w: *const $t,
-                    a: *const $t,
-                    c: *mut $t,
-                    add: bool,
-                    k: usize,
-                    r: usize,
-                ) {
-                    let mut acc = $zero();
-                    for kk in 0..k {
-                        let wv = $splat(&*w.add(kk * TILE_ROWS));
-                        acc = $fma(wv, $load(a.add(kk * r)), acc);
-                    }
-                    if add {
-                        acc = $add(acc, $load(c));
-                    }
-                    $store(c, acc);
-                }
-            }
-        };
-    }
-
-    kernel!(
+    gemm_rows_kernel!(
+        "avx2,fma",
         gemm_rows_f64,
         f64,
         4,
@@ -1018,7 +1065,8 @@ mod avx2 {
         _mm256_fmadd_pd,
         _mm256_add_pd
     );
-    kernel!(
+    gemm_rows_kernel!(
+        "avx2,fma",
         gemm_rows_f32,
         f32,
         8,
@@ -1031,14 +1079,57 @@ mod avx2 {
     );
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Shape, TILE_ROWS};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn splat_pd(x: &f64) -> __m512d {
+        _mm512_set1_pd(*x)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn splat_ps(x: &f32) -> __m512 {
+        _mm512_set1_ps(*x)
+    }
+
+    gemm_rows_kernel!(
+        "avx512f",
+        gemm_rows_f64,
+        f64,
+        8,
+        _mm512_setzero_pd,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd,
+        splat_pd,
+        _mm512_fmadd_pd,
+        _mm512_add_pd
+    );
+    gemm_rows_kernel!(
+        "avx512f",
+        gemm_rows_f32,
+        f32,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        splat_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ir::build::Rng;
 
-    /// The kernel (AVX2 where the CPU has it) and its portable form against plain sums, in both
-    /// row scalars, on shapes that hit every tile height and each column tail, writing and
-    /// adding rows in a scattered order; the two forms agree bit for bit.
+    /// The kernel at every SIMD level this CPU has (portable, AVX2, AVX-512) against plain sums,
+    /// in both row scalars, on shapes that hit every tile height, both tile widths and each
+    /// column tail, writing and adding rows in a scattered order; the levels agree bit for bit.
     #[test]
     fn gemm_rows_matches_plain_sums() {
         gemm_rows_matches_plain_sums_in::<f64>(1e-12);
@@ -1056,6 +1147,9 @@ mod tests {
             (13, 17, 29),
             (5, 0, 9),
             (18, 32, 477),
+            (12, 9, 48),
+            (6, 40, 264),
+            (11, 130, 272),
         ] {
             let mut draw = |len: usize, offset: f64| -> Vec<T> {
                 (0..len)
@@ -1076,9 +1170,12 @@ mod tests {
             let add: Vec<bool> = (0..n).map(|i| i % 3 == 1).collect();
             let mut c = start.clone();
             gemm_rows(&packed, &a, &mut c, (&dest, &add), (k, r));
-            let mut portable = start.clone();
-            gemm_rows_portable(&packed, &a, &mut portable, (&dest, &add), (k, r));
-            assert!(c == portable);
+            let levels = [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512];
+            for level in levels.into_iter().filter(|&l| l <= SimdLevel::detected()) {
+                let mut other = start.clone();
+                T::gemm_kernel(level, &packed, &a, &mut other, (&dest, &add), (k, r));
+                assert!(c == other, "{} differs at {:?}", level.name(), (n, k, r));
+            }
             assert!(c[..r] == start[..r]);
             for i in 0..n {
                 for j in 0..r {
