@@ -325,3 +325,63 @@ fn threads_flag_sizes_the_pool_and_keeps_the_counts() {
     }
     assert_eq!(run("0").status.code(), Some(2));
 }
+
+/// Every SIMD level of the CPU engine's row loops (`$UPCC_SIMD` caps the CPU's widest) gives
+/// bit-identical intermediate bounds: the on-disk cache entries of runs at each level are equal
+/// byte for byte, and the reports name their level.
+#[test]
+fn simd_levels_give_bit_identical_bounds() {
+    let dir = temp_dir("simd");
+    let spec = write_spec(&dir, &natural_spec(12, "2/255, 6/255", ""));
+    let run = |level: &str| -> (String, Vec<(String, Vec<u8>)>) {
+        let cache = dir.join(format!("cache-{level}"));
+        let output = upcc()
+            .args(["verify", "--format", "json"])
+            .arg(&spec)
+            .env("UPCC_CACHE_DIR", &cache)
+            .env("UPCC_SIMD", level)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let v: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let named = v["results"][0]["simd"].as_str().unwrap().to_string();
+        let mut entries: Vec<(String, Vec<u8>)> = walk_files(&cache)
+            .into_iter()
+            .map(|p| {
+                let name = p.strip_prefix(&cache).unwrap().display().to_string();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        entries.sort();
+        (named, entries)
+    };
+    let (portable_name, portable) = run("portable");
+    assert_eq!(portable_name, "portable");
+    assert!(!portable.is_empty(), "no cache entries written");
+    for level in ["avx2", "avx512"] {
+        let (name, entries) = run(level);
+        assert!(name == "portable" || name == "avx2" || name == level, "{name}");
+        assert_eq!(entries.len(), portable.len());
+        for ((a_name, a), (b_name, b)) in portable.iter().zip(&entries) {
+            assert_eq!(a_name, b_name);
+            assert!(a == b, "{a_name} differs at {name}");
+        }
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -68,6 +68,9 @@ pub struct EpsResult {
     pub window_rows: &'static str,
     /// Worker threads for bounds, attacks and replay (`upcc verify --threads`).
     pub threads: usize,
+    /// The vector instructions of the CPU engine's row loops: `avx512`, `avx2` or `portable`
+    /// (the CPU's widest, capped by `$UPCC_SIMD`). Every level gives bit-identical bounds.
+    pub simd: &'static str,
     /// The universal MILP's sizes before and after presolve and its search, when one was built.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub milp: Option<MilpSummary>,

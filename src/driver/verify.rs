@@ -383,6 +383,7 @@ fn certify_sweep(
             seconds,
             window_rows: options.engine.window_rows(options.rows).name(),
             threads: rayon::current_num_threads(),
+            simd: crate::engine::linop::simd_level().name(),
             milp: None,
             class: None,
         };

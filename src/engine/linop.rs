@@ -732,7 +732,7 @@ pub enum SimdLevel {
     Portable,
     /// 256-bit AVX2 with FMA.
     Avx2,
-    /// 512-bit AVX-512F (twice the FMA width; on CPUs with two 512-bit FMA units, such as
+    /// 512-bit AVX-512 (F, VL and DQ; twice the FMA width; on CPUs with two 512-bit FMA units, such as
     /// Intel's Xeons since Skylake-SP, about twice AVX2's throughput).
     Avx512,
 }
@@ -750,7 +750,12 @@ impl SimdLevel {
     pub fn detected() -> SimdLevel {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return SimdLevel::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2")
@@ -777,9 +782,9 @@ pub fn simd_level() -> SimdLevel {
     })
 }
 
-/// Defines `fn $name(args)` whose body is compiled twice, plainly and with AVX2 (chosen at run
-/// time), for elementwise loops over rows. Without fused multiply-adds (Rust never contracts
-/// `a * b + c`), so both give the same bits.
+/// Defines `fn $name(args)` whose body is compiled three times, plainly, with AVX2 and with
+/// AVX-512 (chosen at run time by [`simd_level`]), for elementwise loops over rows. Without fused
+/// multiply-adds (Rust never contracts `a * b + c`), so all give the same bits.
 macro_rules! simd_rows {
     ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -792,9 +797,17 @@ macro_rules! simd_rows {
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the feature is present.
-                    return unsafe { wide($($arg),*) };
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2")]
+                unsafe fn widest($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                // SAFETY (both): the level's features are present.
+                match $crate::engine::linop::simd_level() {
+                    $crate::engine::linop::SimdLevel::Avx512 => {
+                        return unsafe { widest($($arg),*) }
+                    }
+                    $crate::engine::linop::SimdLevel::Avx2 => return unsafe { wide($($arg),*) },
+                    $crate::engine::linop::SimdLevel::Portable => {}
                 }
             }
             body($($arg),*)

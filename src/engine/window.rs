@@ -1334,8 +1334,8 @@ fn concretize_window<T: Scalar>(
         .collect()
 }
 
-/// The elementwise row loops of [`Scalar`] for one scalar type, each compiled plainly and with
-/// AVX2 by [`simd_rows`]; sums in `f64`.
+/// The elementwise row loops of [`Scalar`] for one scalar type, each compiled plainly, with AVX2
+/// and with AVX-512 by [`simd_rows`]; sums in `f64`.
 macro_rules! row_loops {
     ($t:ident, $pool:ident, $taps:ident, $add_terms:ident, $relax:ident, $add_charged:ident,
      $concretize:ident) => {
