@@ -940,7 +940,7 @@ fn gemm_rows_portable<T: RowScalar>(
 /// chain of fused multiply-adds over `k` in order, whatever the width.
 #[cfg(target_arch = "x86_64")]
 macro_rules! gemm_rows_kernel {
-    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident,
+    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $vectors:expr, $zero:ident, $load:ident, $store:ident,
      $splat:ident, $fma:ident, $add:ident) => {
         #[target_feature(enable = $feature)]
         pub(super) unsafe fn $name(
@@ -951,7 +951,8 @@ macro_rules! gemm_rows_kernel {
             (k, r): Shape,
         ) {
             const LANES: usize = $lanes;
-            const WIDE: usize = 2 * LANES;
+            const VECTORS: usize = $vectors;
+            const WIDE: usize = VECTORS * LANES;
             let n = dest.len();
             let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
             let rn = r / LANES * LANES;
@@ -990,20 +991,12 @@ macro_rules! gemm_rows_kernel {
                     let (dest, add) = (&dest[i0..i0 + m], &add[i0..i0 + m]);
                     for j in (j0..j1).step_by(WIDE) {
                         let (aj, cj) = (a.add(j), c.add(j));
-                        let v = if j + WIDE <= j1 { 2 } else { 1 };
-                        match (m, v) {
-                            (6, 2) => tile::<6, 2>(wi, aj, cj, dest, add, k, r),
-                            (5, 2) => tile::<5, 2>(wi, aj, cj, dest, add, k, r),
-                            (4, 2) => tile::<4, 2>(wi, aj, cj, dest, add, k, r),
-                            (3, 2) => tile::<3, 2>(wi, aj, cj, dest, add, k, r),
-                            (2, 2) => tile::<2, 2>(wi, aj, cj, dest, add, k, r),
-                            (_, 2) => tile::<1, 2>(wi, aj, cj, dest, add, k, r),
-                            (6, _) => tile::<6, 1>(wi, aj, cj, dest, add, k, r),
-                            (5, _) => tile::<5, 1>(wi, aj, cj, dest, add, k, r),
-                            (4, _) => tile::<4, 1>(wi, aj, cj, dest, add, k, r),
-                            (3, _) => tile::<3, 1>(wi, aj, cj, dest, add, k, r),
-                            (2, _) => tile::<2, 1>(wi, aj, cj, dest, add, k, r),
-                            _ => tile::<1, 1>(wi, aj, cj, dest, add, k, r),
+                        let v = ((j1 - j) / LANES).min(VECTORS);
+                        match v {
+                            4 => row_tile::<4>(m, wi, aj, cj, dest, add, k, r),
+                            3 => row_tile::<3>(m, wi, aj, cj, dest, add, k, r),
+                            2 => row_tile::<2>(m, wi, aj, cj, dest, add, k, r),
+                            _ => row_tile::<1>(m, wi, aj, cj, dest, add, k, r),
                         }
                     }
                     i0 += m;
@@ -1020,6 +1013,30 @@ macro_rules! gemm_rows_kernel {
                     }
                     let o = out.add(jj);
                     *o = if add[i] { s + *o } else { s };
+                }
+            }
+
+            /// A tile of `m` rows, `V` vectors of columns.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn row_tile<const V: usize>(
+                m: usize,
+                w: *const $t,
+                a: *const $t,
+                c: *mut $t,
+                dest: &[usize],
+                add: &[bool],
+                k: usize,
+                r: usize,
+            ) {
+                match m {
+                    6 => tile::<6, V>(w, a, c, dest, add, k, r),
+                    5 => tile::<5, V>(w, a, c, dest, add, k, r),
+                    4 => tile::<4, V>(w, a, c, dest, add, k, r),
+                    3 => tile::<3, V>(w, a, c, dest, add, k, r),
+                    2 => tile::<2, V>(w, a, c, dest, add, k, r),
+                    _ => tile::<1, V>(w, a, c, dest, add, k, r),
                 }
             }
 
@@ -1071,6 +1088,7 @@ mod avx2 {
         gemm_rows_f64,
         f64,
         4,
+        2,
         _mm256_setzero_pd,
         _mm256_loadu_pd,
         _mm256_storeu_pd,
@@ -1083,6 +1101,7 @@ mod avx2 {
         gemm_rows_f32,
         f32,
         8,
+        2,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
@@ -1114,6 +1133,7 @@ mod avx512 {
         gemm_rows_f64,
         f64,
         8,
+        4,
         _mm512_setzero_pd,
         _mm512_loadu_pd,
         _mm512_storeu_pd,
@@ -1126,6 +1146,7 @@ mod avx512 {
         gemm_rows_f32,
         f32,
         16,
+        4,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
