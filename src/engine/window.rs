@@ -417,10 +417,12 @@ fn column_neurons(support: &Support, win: Win, per_neuron: &[f64]) -> Vec<f64> {
 
 /// Conv weights as the transpose of [`tap_matrix`], `[kh·kw·cin, cout]` (one row of output
 /// channels per tap and input channel), per conv node (`None` elsewhere), built once per graph,
-/// in both row scalars.
+/// in both row scalars; and linear weights transposed, `[in, out]`, in `f64` (dense rows hand
+/// off through them, taking the rows of their kept inputs).
 pub(crate) struct TapMatrices {
     f64s: Vec<Option<Array2<f64>>>,
     f32s: Vec<Option<Array2<f32>>>,
+    linear_transposes: Vec<Option<Array2<f64>>>,
 }
 
 impl TapMatrices {
@@ -442,7 +444,19 @@ impl TapMatrices {
             .iter()
             .map(|t| t.as_ref().map(|t| t.mapv(|w| w as f32)))
             .collect();
-        TapMatrices { f64s, f32s }
+        let linear_transposes = graph
+            .nodes
+            .iter()
+            .map(|node| match &node.op {
+                Op::Linear { weight, .. } => Some(weight.t().as_standard_layout().into_owned()),
+                _ => None,
+            })
+            .collect();
+        TapMatrices {
+            f64s,
+            f32s,
+            linear_transposes,
+        }
     }
 }
 
@@ -928,12 +942,19 @@ fn finish_dense<T: Scalar>(
         }
         let mut kept_rows = pooled::<f64>(source.len(), r, r != m);
         match through.map(|id| &graph.nodes[id].op) {
-            Some(Op::Linear { weight, .. }) => {
+            Some(Op::Linear { .. }) => {
                 // Kept neurons' rows `W[:, kept]ᵀ · aᵀ`: the product for those columns only.
-                let kept_weight = weight.select(Axis(1), &source);
-                count_gemm(source.len(), weight.nrows(), m);
+                let id = through.expect("a linear node");
+                let transposed = taps.linear_transposes[id].as_ref().expect("linear node");
+                let outputs = transposed.ncols();
+                let mut kept_weight = pooled::<f64>(source.len(), outputs, false);
+                for (mut dst, &i) in kept_weight.rows_mut().into_iter().zip(&source) {
+                    dst.assign(&transposed.row(i));
+                }
+                count_gemm(source.len(), outputs, m);
                 let mut dst = kept_rows.slice_mut(ndarray::s![.., ..m]);
-                general_mat_mul(1.0, &kept_weight.t(), &a.t(), 0.0, &mut dst);
+                general_mat_mul(1.0, &kept_weight, &a.t(), 0.0, &mut dst);
+                recycle(kept_weight);
             }
             Some(_) => unreachable!("rows hand off through linear ops only"),
             None => {
