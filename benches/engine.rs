@@ -5,7 +5,8 @@
 //! skipped with a message.
 //! Run: `cargo bench --bench engine` (optionally `-- <n> [<filter>] [--eps=2,8] [--rows=f32]`: n
 //! samples, only the models whose name contains the filter, Conv-big's radii in 1/255, and the
-//! window rows' scalar).
+//! window rows' scalar). It first prints the SIMD level in use and one core's FMA peak and row-kernel
+//! rate at each level (`$UPCC_SIMD` caps the level; see `engine::linop::simd_level`).
 
 use ndarray::{Array1, Array2};
 use std::path::Path;
@@ -15,7 +16,7 @@ use upcc::attacks::{run_attack, AttackKind, AttackOptions, Classifier};
 use upcc::driver::process::{cpu_seconds, peak_rss_mb};
 use upcc::driver::verify::GraphClassifier;
 use upcc::engine::cpu::margin_bounds_cached;
-use upcc::engine::linop::GEMM_FLOPS;
+use upcc::engine::linop::{probe, simd_level, SimdLevel, GEMM_FLOPS};
 use upcc::engine::{BoundCache, BoundMethod, DeltaBox, RowPrecision};
 use upcc::formats::dataset::{load_dataset, DatasetSource, PixelLayout};
 use upcc::formats::load_tensors;
@@ -52,6 +53,7 @@ fn main() {
         RowPrecision::F64
     };
     println!("threads: {}", rayon::current_num_threads());
+    print_peaks();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = match load_dataset(&DatasetSource::Npz(root.join("data/mnist/heldout.npz"))) {
         Ok(d) => d,
@@ -261,4 +263,25 @@ fn attack_run(name: &str, graph: &Graph, x: &Array2<f64>, labels: &[usize]) {
         result.correct(),
         peak_rss_mb().unwrap_or(f64::NAN)
     );
+}
+
+/// The SIMD level in use, one core's FMA peak at each level and the row kernel's rate on a
+/// typical Conv-big shape (operands in cache), in f64 / f32 GFLOP/s.
+fn print_peaks() {
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |g| format!("{g:.0}"));
+    println!("simd level: {}", simd_level().name());
+    let shape = (224, 64, 272);
+    for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+        println!(
+            "  {}: one core's FMA peak {} / {} GFLOP/s (f64 / f32); row kernel on {}×{}×{}: {} / {}",
+            level.name(),
+            show(probe::fma_peak(level, RowPrecision::F64, 0.2)),
+            show(probe::fma_peak(level, RowPrecision::F32, 0.2)),
+            shape.0,
+            shape.1,
+            shape.2,
+            show(probe::row_kernel(level, RowPrecision::F64, shape, 0.2)),
+            show(probe::row_kernel(level, RowPrecision::F32, shape, 0.2)),
+        );
+    }
 }

@@ -364,7 +364,10 @@ fn simd_levels_give_bit_identical_bounds() {
     assert!(!portable.is_empty(), "no cache entries written");
     for level in ["avx2", "avx512"] {
         let (name, entries) = run(level);
-        assert!(name == "portable" || name == "avx2" || name == level, "{name}");
+        assert!(
+            name == "portable" || name == "avx2" || name == level,
+            "{name}"
+        );
         assert_eq!(entries.len(), portable.len());
         for ((a_name, a), (b_name, b)) in portable.iter().zip(&entries) {
             assert_eq!(a_name, b_name);

@@ -1156,6 +1156,136 @@ mod avx512 {
     );
 }
 
+/// Throughput probes for benchmarks: the FMA peak of one core at a [`SimdLevel`], and the row
+/// kernel's rate on one shape, so the engine's GFLOP/s can be set against the machine's peak.
+pub mod probe {
+    use super::{packed_len, RowScalar, SimdLevel};
+    use crate::engine::RowPrecision;
+    use std::time::Instant;
+
+    /// GFLOP/s of one core doing only independent fused multiply-adds (12 chains, in registers)
+    /// at `level` in the `rows` scalar, for about `seconds`. `None` for a level this CPU lacks.
+    pub fn fma_peak(level: SimdLevel, rows: RowPrecision, seconds: f64) -> Option<f64> {
+        match rows {
+            RowPrecision::F64 => fma_peak_in::<f64>(level, seconds),
+            RowPrecision::F32 => fma_peak_in::<f32>(level, seconds),
+        }
+    }
+
+    fn fma_peak_in<T: RowScalar>(level: SimdLevel, seconds: f64) -> Option<f64> {
+        if level > SimdLevel::detected() {
+            return None;
+        }
+        let lanes: usize = match level {
+            SimdLevel::Portable => 1,
+            SimdLevel::Avx2 => 32 / std::mem::size_of::<T>(),
+            SimdLevel::Avx512 => 64 / std::mem::size_of::<T>(),
+        };
+        let (mut iters, mut elapsed) = (1usize << 16, 0.0);
+        while elapsed < seconds {
+            iters *= 2;
+            let start = Instant::now();
+            // SAFETY: the level's features are present.
+            unsafe { fma_chains::<T>(level, iters) };
+            elapsed = start.elapsed().as_secs_f64();
+        }
+        Some((iters * 12 * lanes * 2) as f64 / elapsed / 1e9)
+    }
+
+    /// `iters` rounds of 12 independent FMA chains of full vectors.
+    unsafe fn fma_chains<T: RowScalar>(level: SimdLevel, iters: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::*;
+            let is_f64 = std::mem::size_of::<T>() == 8;
+            match (level, is_f64) {
+                (SimdLevel::Avx512, true) => avx512_pd(iters),
+                (SimdLevel::Avx512, false) => avx512_ps(iters),
+                (SimdLevel::Avx2, true) => avx2_pd(iters),
+                (SimdLevel::Avx2, false) => avx2_ps(iters),
+                _ => portable::<T>(iters),
+            };
+            macro_rules! chains {
+                ($name:ident, $feature:literal, $splat:ident, $fma:ident) => {
+                    #[target_feature(enable = $feature)]
+                    fn $name(iters: usize) {
+                        let (a, b) = ($splat(0.999_999), $splat(1e-7));
+                        let mut acc = [$splat(1.0); 12];
+                        for _ in 0..iters {
+                            for v in acc.iter_mut() {
+                                *v = $fma(*v, a, b);
+                            }
+                        }
+                        std::hint::black_box(acc);
+                    }
+                };
+            }
+            chains!(avx512_pd, "avx512f", _mm512_set1_pd, _mm512_fmadd_pd);
+            chains!(avx512_ps, "avx512f", _mm512_set1_ps, _mm512_fmadd_ps);
+            chains!(avx2_pd, "avx2,fma", _mm256_set1_pd, _mm256_fmadd_pd);
+            chains!(avx2_ps, "avx2,fma", _mm256_set1_ps, _mm256_fmadd_ps);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        portable::<T>(iters)
+    }
+
+    fn portable<T: RowScalar>(iters: usize) {
+        let (a, b) = (T::from_f64(0.999_999), T::from_f64(1e-7));
+        let mut acc = [T::one(); 12];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = v.mul_add(a, b);
+            }
+        }
+        std::hint::black_box(acc);
+    }
+
+    /// GFLOP/s of the row kernel at `level` on one core in the `rows` scalar, on a
+    /// `[n, k] · [k, r]` product with operands in cache, over about `seconds`. `None` for a level
+    /// this CPU lacks.
+    pub fn row_kernel(
+        level: SimdLevel,
+        rows: RowPrecision,
+        shape: (usize, usize, usize),
+        seconds: f64,
+    ) -> Option<f64> {
+        match rows {
+            RowPrecision::F64 => row_kernel_in::<f64>(level, shape, seconds),
+            RowPrecision::F32 => row_kernel_in::<f32>(level, shape, seconds),
+        }
+    }
+
+    fn row_kernel_in<T: RowScalar>(
+        level: SimdLevel,
+        (n, k, r): (usize, usize, usize),
+        seconds: f64,
+    ) -> Option<f64> {
+        if level > SimdLevel::detected() {
+            return None;
+        }
+        let w: Vec<T> = (0..packed_len(n, k))
+            .map(|i| T::from_f64((i % 7) as f64 * 0.1))
+            .collect();
+        let a: Vec<T> = (0..k * r)
+            .map(|i| T::from_f64((i % 5) as f64 * 0.1))
+            .collect();
+        let mut c = vec![T::zero(); n * r];
+        let dest: Vec<usize> = (0..n).map(|i| i * r).collect();
+        let add = vec![false; n];
+        let (mut reps, mut elapsed) = (1usize, 0.0);
+        while elapsed < seconds {
+            reps *= 2;
+            let start = Instant::now();
+            for _ in 0..reps {
+                T::gemm_kernel(level, &w, &a, &mut c, (&dest, &add), (k, r));
+            }
+            elapsed = start.elapsed().as_secs_f64();
+        }
+        std::hint::black_box(&c);
+        Some(2.0 * (n * k * r * reps) as f64 / elapsed / 1e9)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
