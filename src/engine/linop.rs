@@ -724,8 +724,9 @@ pub fn jacobian_rows(
     }
 }
 
-/// The widest vector instructions [`gemm_rows`] uses on this CPU. Every level computes the same
-/// fused sums in the same order, so the results are bit-identical; only the speed differs.
+/// The widest vector instructions the row kernels (`gemm_rows` and the window path's elementwise
+/// loops) use on this CPU. Every level computes the same sums in the same order, so the results
+/// are bit-identical; only the speed differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
     /// Plain loops (`mul_add`).
@@ -768,7 +769,7 @@ impl SimdLevel {
     }
 }
 
-/// The level [`gemm_rows`] runs at: the CPU's widest, capped by `$UPCC_SIMD` (`portable`,
+/// The level the row kernels run at: the CPU's widest, capped by `$UPCC_SIMD` (`portable`,
 /// `avx2` or `avx512`) where set, to compare kernels on one machine. Read once.
 pub fn simd_level() -> SimdLevel {
     static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
