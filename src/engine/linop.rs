@@ -906,7 +906,8 @@ pub(crate) fn packed_len(n: usize, k: usize) -> usize {
 /// Rows per register tile of [`gemm_rows`].
 pub(crate) const TILE_ROWS: usize = 6;
 
-/// Columns per register tile of [`gemm_rows`] for scalar `T` (two 256-bit vectors).
+/// Columns that [`gemm_rows`] computes without a scalar tail, for scalar `T`: 64 bytes, two AVX2
+/// vectors or one AVX-512 vector (whose kernel takes 4-vector tiles, then one of fewer vectors).
 pub(crate) const fn tile_columns<T>() -> usize {
     64 / std::mem::size_of::<T>()
 }
