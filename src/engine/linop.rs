@@ -747,25 +747,23 @@ impl SimdLevel {
         }
     }
 
-    /// The widest level this CPU has.
+    /// The widest level this CPU has (detected once).
     pub fn detected() -> SimdLevel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+        static DETECTED: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
             {
-                return SimdLevel::Avx512;
+                use std::arch::is_x86_feature_detected as has;
+                let avx2 = has!("avx2") && has!("fma");
+                if avx2 && has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
+                    return SimdLevel::Avx512;
+                }
+                if avx2 {
+                    return SimdLevel::Avx2;
+                }
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return SimdLevel::Avx2;
-            }
-        }
-        SimdLevel::Portable
+            SimdLevel::Portable
+        })
     }
 }
 
@@ -825,7 +823,7 @@ pub(crate) trait RowScalar: NdFloat + Default + Send + Sync {
     const UNIT_ROUNDOFF: f64;
     /// Rounded to nearest.
     fn from_f64(v: f64) -> Self;
-    /// [`gemm_rows`] after its checks, at `level` (at most [`SimdLevel::detected`]).
+    /// [`gemm_rows`] after its checks, at `level` or the detected level if lower.
     fn gemm_kernel(
         level: SimdLevel,
         w: &[Self],
@@ -854,10 +852,9 @@ macro_rules! row_scalar {
                 to: (&[usize], &[bool]),
                 kr: Shape,
             ) {
-                // SAFETY (each arm): the level's features are present (the caller's level is at
-                // most the detected one) and every row read or written is in bounds (asserted
-                // by `gemm_rows`).
-                match level {
+                // SAFETY (each arm): the level's features are present (capped at the detected
+                // level) and every row read or written is in bounds (asserted by `gemm_rows`).
+                match level.min(SimdLevel::detected()) {
                     #[cfg(target_arch = "x86_64")]
                     SimdLevel::Avx512 => unsafe { avx512::$kernel(w, a, c, to, kr) },
                     #[cfg(target_arch = "x86_64")]
