@@ -5,8 +5,8 @@
 //! skipped with a message.
 //! Run: `cargo bench --bench engine` (optionally `-- <n> [<filter>] [--eps=2,8] [--rows=f32]`: n
 //! samples, only the models whose name contains the filter, Conv-big's radii in 1/255, and the
-//! window rows' scalar). It first prints the SIMD level in use and one core's FMA peak and row-kernel
-//! rate at each level (`$UPCC_SIMD` caps the level; see `engine::linop::simd_level`).
+//! window rows' scalar). It first prints the SIMD level in use and one core's FMA peak and
+//! row-kernel rate at each level (`$UPCC_SIMD` caps the level; see `engine::linop::simd_level`).
 
 use ndarray::{Array1, Array2};
 use std::path::Path;

@@ -733,8 +733,8 @@ pub enum SimdLevel {
     Portable,
     /// 256-bit AVX2 with FMA.
     Avx2,
-    /// 512-bit AVX-512 (F, VL and DQ; twice the FMA width; on CPUs with two 512-bit FMA units, such as
-    /// Intel's Xeons since Skylake-SP, about twice AVX2's throughput).
+    /// 512-bit AVX-512 (F, VL and DQ): twice the FMA width, so about twice AVX2's throughput on
+    /// CPUs with two 512-bit FMA units (Intel's Xeons since Skylake-SP).
     Avx512,
 }
 
@@ -939,8 +939,8 @@ fn gemm_rows_portable<T: RowScalar>(
 /// chain of fused multiply-adds over `k` in order, whatever the width.
 #[cfg(target_arch = "x86_64")]
 macro_rules! gemm_rows_kernel {
-    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $vectors:expr, $zero:ident, $load:ident, $store:ident,
-     $splat:ident, $fma:ident, $add:ident) => {
+    ($feature:literal, $name:ident, $t:ty, $lanes:expr, $vectors:expr, $zero:ident,
+     $load:ident, $store:ident, $splat:ident, $fma:ident, $add:ident) => {
         #[target_feature(enable = $feature)]
         pub(super) unsafe fn $name(
             w: &[$t],
@@ -955,7 +955,8 @@ macro_rules! gemm_rows_kernel {
             let n = dest.len();
             let (w, a, c) = (w.as_ptr(), a.as_ptr(), c.as_mut_ptr());
             let rn = r / LANES * LANES;
-            // Column strips whose `k` rows of `a` (about 8 KB) stay in L1 across all row tiles.
+            // Column strips whose `k` rows of `a` (about 8 KB, at least one wide tile) stay in L1
+            // across all row tiles.
             let strip = (8192 / std::mem::size_of::<$t>() / k.max(1)).max(WIDE) / WIDE * WIDE;
             let tiles = n.div_ceil(TILE_ROWS);
             // Entries per line of 64 bytes.

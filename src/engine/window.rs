@@ -46,7 +46,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, Axis};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::LocalKey;
 
 /// Outputs `(oy, ox_lo, ox_hi)` of a conv: one row, a run of columns.
@@ -417,12 +417,12 @@ fn column_neurons(support: &Support, win: Win, per_neuron: &[f64]) -> Vec<f64> {
 
 /// Conv weights as the transpose of [`tap_matrix`], `[kh·kw·cin, cout]` (one row of output
 /// channels per tap and input channel), per conv node (`None` elsewhere), built once per graph,
-/// in both row scalars; and linear weights transposed, `[in, out]`, in `f64` (dense rows hand
-/// off through them, taking the rows of their kept inputs).
+/// in both row scalars; and linear weights transposed, `[in, out]`, in `f64`, built on first use
+/// (dense rows hand off through them, taking the rows of their kept inputs).
 pub(crate) struct TapMatrices {
     f64s: Vec<Option<Array2<f64>>>,
     f32s: Vec<Option<Array2<f32>>>,
-    linear_transposes: Vec<Option<Array2<f64>>>,
+    linear_transposes: Vec<OnceLock<Array2<f64>>>,
 }
 
 impl TapMatrices {
@@ -444,14 +444,7 @@ impl TapMatrices {
             .iter()
             .map(|t| t.as_ref().map(|t| t.mapv(|w| w as f32)))
             .collect();
-        let linear_transposes = graph
-            .nodes
-            .iter()
-            .map(|node| match &node.op {
-                Op::Linear { weight, .. } => Some(weight.t().as_standard_layout().into_owned()),
-                _ => None,
-            })
-            .collect();
+        let linear_transposes = graph.nodes.iter().map(|_| OnceLock::new()).collect();
         TapMatrices {
             f64s,
             f32s,
@@ -942,10 +935,11 @@ fn finish_dense<T: Scalar>(
         }
         let mut kept_rows = pooled::<f64>(source.len(), r, r != m);
         match through.map(|id| &graph.nodes[id].op) {
-            Some(Op::Linear { .. }) => {
+            Some(Op::Linear { weight, .. }) => {
                 // Kept neurons' rows `W[:, kept]ᵀ · aᵀ`: the product for those columns only.
                 let id = through.expect("a linear node");
-                let transposed = taps.linear_transposes[id].as_ref().expect("linear node");
+                let transposed = taps.linear_transposes[id]
+                    .get_or_init(|| weight.t().as_standard_layout().into_owned());
                 let outputs = transposed.ncols();
                 let mut kept_weight = pooled::<f64>(source.len(), outputs, false);
                 for (mut dst, &i) in kept_weight.rows_mut().into_iter().zip(&source) {

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Built-in layers and dataset sources, for completion and hover: the checker's own lists.
 pub use crate::semantics::{BUILTIN_LAYERS as LAYERS, DATASET_SOURCES as SOURCES};
-/// Words the editor offers and highlights as keywords: the reserved words, then the words that
-/// are keywords only in context (perturbation and property clauses).
+/// Words that are keywords only in context (perturbation and property clauses), not reserved.
 pub const CONTEXTUAL_KEYWORDS: &[&str] = &[
     "input",
     "universal",
@@ -28,6 +27,7 @@ pub const CONTEXTUAL_KEYWORDS: &[&str] = &[
     "under",
 ];
 
+/// Words the editor offers and names as keywords: the reserved words, then the contextual ones.
 fn keywords() -> impl Iterator<Item = &'static str> {
     KEYWORDS.iter().chain(CONTEXTUAL_KEYWORDS).copied()
 }
